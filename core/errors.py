@@ -1,0 +1,56 @@
+"""Named errors raised by the engine. The CLI and the pages turn them into messages.
+
+Every message says what failed, shows the bad value, and where it helps, a hint.
+"""
+
+from __future__ import annotations
+
+
+class SemTriageError(Exception):
+    """Base class for every error the engine raises on purpose."""
+
+
+class ImageReadError(SemTriageError):
+    """An image file could not be decoded (corrupt, truncated, empty, not an image, too big)."""
+
+    def __init__(self, path: str, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"Cannot read {self.path!r}: {reason}")
+
+
+class MetadataError(SemTriageError):
+    """SEM metadata is present but malformed (the image itself may still be usable)."""
+
+
+class ModelError(SemTriageError):
+    """An ONNX model does not fit: unreadable, wrong input rank/shape, class names missing or
+    not matching the output size, unknown provider."""
+
+
+class ProviderError(ModelError):
+    """A requested ONNX Runtime execution provider is not available or silently fell back."""
+
+
+class StoreError(SemTriageError):
+    """The database refused an operation (unknown image, unknown class, locked too long)."""
+
+
+class NotFound(StoreError):
+    """No row with that id / version / path."""
+
+
+class ClaimConflict(StoreError):
+    """Another reviewer holds an unexpired claim on this image."""
+
+
+class PathNotAllowed(SemTriageError):
+    """A server-side folder outside the configured roots, or an unsafe path in an upload."""
+
+
+class UploadRejected(SemTriageError):
+    """An upload is too big, not an image, or a zip entry is unsafe (zip-slip, symlink)."""
+
+
+class ExportError(SemTriageError):
+    """An export could not be written."""
