@@ -1,0 +1,124 @@
+"""Model versions known to a database: register (validated first), list, activate."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from core.errors import ModelError, NotFound
+from core.imageio import sha256_file
+from core.model import Classifier
+from core.store import now_iso, write_tx
+
+
+def card_path(model_path: str | Path) -> Path:
+    p = Path(model_path)
+    return p.with_name(p.stem + ".card.json")
+
+
+def read_card(model_path: str | Path) -> dict[str, Any] | None:
+    cp = card_path(model_path)
+    if not cp.is_file():
+        return None
+    try:
+        return json.loads(cp.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _row(r: dict[str, Any]) -> dict[str, Any]:
+    r = dict(r)
+    r["class_names"] = json.loads(r["class_names"])
+    r["info"] = json.loads(r["info"] or "{}")
+    r["card"] = json.loads(r["card"]) if r.get("card") else None
+    r["active"] = bool(r["active"])
+    return r
+
+
+def register_model(
+    db: Database,
+    path: str | Path,
+    *,
+    activate: bool = False,
+    metadata: dict[str, Any] | None = None,
+    copy_to: str | Path | None = None,
+) -> dict[str, Any]:
+    """Validate the ONNX model at ``path`` and record it. Nothing is written when it does not
+    fit. The same file (by hash) registers once. ``metadata`` adds/overrides keys (e.g. class
+    names typed in the app); ``copy_to`` keeps a copy of the file (uploads).
+    """
+    path = Path(path).resolve()
+    clf = Classifier(path, metadata=metadata)  # raises ModelError on any misfit
+    sha = sha256_file(path)
+    existing = db.execute("SELECT id FROM models WHERE sha256 = ?", [sha]).fetchone()
+    if existing:
+        if activate:
+            set_active_model(db, existing[0])
+        return get_model(db, existing[0])
+    if copy_to is not None:
+        dest = Path(copy_to) / f"{path.stem}-{sha[:8]}.onnx"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if not dest.exists():
+            shutil.copyfile(path, dest)
+        if metadata:
+            dest.with_suffix(".json").write_text(json.dumps(metadata), encoding="utf-8")
+        path = dest
+    version = clf.version or path.stem
+    if db.execute("SELECT 1 FROM models WHERE version = ?", [version]).fetchone():
+        version = f"{version}-{sha[:8]}"
+    with write_tx(db, "registering a model"):
+        cur = db.execute(
+            "INSERT INTO models(version, path, sha256, class_names, info, card, added_at, active) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, 0)",
+            [
+                version, str(path), sha, json.dumps(clf.class_names),
+                json.dumps(clf.info.to_json()), json.dumps(read_card(path)) if read_card(path) else None,
+                now_iso(),
+            ],
+        )
+        model_id = int(cur.lastrowid)
+        if activate or db.execute("SELECT COUNT(*) FROM models WHERE active = 1").fetchone()[0] == 0:
+            set_active_model(db, model_id)
+    return get_model(db, model_id)
+
+
+def get_model(db: Database, model_id: int) -> dict[str, Any]:
+    rows = list(db.query("SELECT * FROM models WHERE id = ?", [model_id]))
+    if not rows:
+        raise NotFound(f"No model with id {model_id!r}")
+    return _row(rows[0])
+
+
+def find_model(db: Database, ref: str | int) -> dict[str, Any]:
+    """A model by id or version name."""
+    rows = list(db.query("SELECT * FROM models WHERE version = ? OR id = ?", [str(ref), str(ref)]))
+    if not rows:
+        raise NotFound(f"No model {ref!r}; see `semtriage models` for the list")
+    return _row(rows[0])
+
+
+def list_models(db: Database) -> list[dict[str, Any]]:
+    return [_row(r) for r in db.query("SELECT * FROM models ORDER BY id")]
+
+
+def active_model(db: Database) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM models WHERE active = 1"))
+    return _row(rows[0]) if rows else None
+
+
+def set_active_model(db: Database, model_id: int) -> None:
+    with write_tx(db, "switching the active model"):
+        if not db.execute("SELECT 1 FROM models WHERE id = ?", [model_id]).fetchone():
+            raise NotFound(f"No model with id {model_id!r}")
+        db.execute("UPDATE models SET active = (id = ?)", [model_id])
+
+
+def load_active(db: Database) -> Classifier:
+    m = active_model(db)
+    if m is None:
+        raise ModelError("No active model: register one with `semtriage model add PATH`")
+    return Classifier(m["path"])
