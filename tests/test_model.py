@@ -1,0 +1,118 @@
+"""Any ONNX classifier: metadata/sidecar, validation at load, calibrated probabilities."""
+
+import json
+
+import numpy as np
+import pytest
+
+from core.errors import ModelError, ProviderError
+from core.model import Classifier, available_providers
+from core.registry import list_models, register_model
+from core.store import open_db
+
+GREYS = [np.full((40, 50), v, np.float32) for v in (0.05, 0.3, 0.5, 0.7, 0.95)]
+
+
+def test_logits_and_probabilities_models_agree(tiny_model):
+    a = Classifier(tiny_model("logits", kind="logits"))
+    b = Classifier(tiny_model("probs", kind="probabilities"))
+    pa, pb = a.predict(GREYS), b.predict(GREYS)
+    assert pa.shape == (5, 3)
+    np.testing.assert_allclose(pa.sum(axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(pa, pb, atol=1e-4)
+    assert list(pa.argmax(axis=1)) == [0, 1, 1, 1, 2]
+
+
+def test_temperature_softens_probabilities(tiny_model):
+    sharp = Classifier(tiny_model("t1")).predict(GREYS)
+    soft = Classifier(tiny_model("t3", temperature=3.0)).predict(GREYS)
+    assert (soft.max(axis=1) < sharp.max(axis=1)).all()
+    assert (soft.argmax(axis=1) == sharp.argmax(axis=1)).all()
+
+
+def test_batching_and_fixed_batch_models(tiny_model):
+    dyn = Classifier(tiny_model("dyn"))
+    fixed = Classifier(tiny_model("fixed", batch=1))
+    assert fixed.info.batch_fixed == 1
+    many = GREYS * 20
+    np.testing.assert_allclose(dyn.predict(many, batch_size=7), fixed.predict(many), atol=1e-5)
+
+
+def test_three_channel_model(tiny_model):
+    c = Classifier(tiny_model("rgb", channels=3))
+    assert c.info.channels == 3 and c.prepare(GREYS[0]).shape == (3, 32, 32)
+    assert c.predict(GREYS).argmax(axis=1).tolist() == [0, 1, 1, 1, 2]
+
+
+def test_sidecar_supplies_class_names(tiny_model):
+    path = tiny_model("bare", with_class_names=False)
+    with pytest.raises(ModelError, match="no class names"):
+        Classifier(path)
+    path.with_suffix(".json").write_text(json.dumps({"class_names": ["a", "b", "c"], "temperature": 2}))
+    c = Classifier(path)
+    assert c.class_names == ["a", "b", "c"] and c.info.temperature == 2
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "meta", "match"),
+    [
+        ({"classes": ("a", "b")}, None, None),  # fits: sanity check of the parametrisation
+        ({"classes": ("a", "b", "c"), "out_dim": 4}, None, "4 outputs but 3 class names"),
+        ({}, {"input_size": [64, 64]}, "does not match the input shape"),
+        ({}, {"temperature": -1}, "temperature must be > 0"),
+        ({}, {"channels": 3}, "metadata says 3 channels"),
+        ({}, {"output": "scores"}, "expected logits or probabilities"),
+        ({"classes": ("a", "a", "b")}, None, "duplicates"),
+    ],
+)
+def test_misfit_models_are_refused_with_reason(tiny_model, kwargs, meta, match):
+    path = tiny_model("m", metadata=meta, **kwargs)
+    if match is None:
+        Classifier(path)
+        return
+    with pytest.raises(ModelError, match=match):
+        Classifier(path)
+
+
+def test_not_an_onnx_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"definitely not protobuf" * 10)
+    with pytest.raises(ModelError, match="bad.onnx"):
+        Classifier(bad)
+    with pytest.raises(ModelError, match="does not exist"):
+        Classifier(tmp_path / "missing.onnx")
+
+
+def test_rank_and_input_count_checked(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 10])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])
+    m = helper.make_model(helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y]),
+                          opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 9
+    m.metadata_props.append(onnx.StringStringEntryProto(key="class_names", value=json.dumps(list("abcdefghij"))))
+    onnx.save(m, tmp_path / "flat.onnx")
+    with pytest.raises(ModelError, match="rank 2"):
+        Classifier(tmp_path / "flat.onnx")
+
+
+def test_unavailable_provider_is_reported(tiny_model):
+    assert "CPUExecutionProvider" in available_providers()
+    with pytest.raises(ProviderError, match="not available"):
+        Classifier(tiny_model(), providers=["NoSuchExecutionProvider"])
+    c = Classifier(tiny_model(), providers=["CPUExecutionProvider"])
+    assert c.provider == "CPUExecutionProvider"
+
+
+def test_bad_model_changes_nothing_in_db(tmp_path, tiny_model):
+    db = open_db(tmp_path / "t.db")
+    good = register_model(db, tiny_model("good"))
+    assert good["active"]
+    with pytest.raises(ModelError):
+        register_model(db, tiny_model("bad", out_dim=5), activate=True)
+    assert [m["version"] for m in list_models(db)] == ["good"]
+    assert list_models(db)[0]["active"]
+    # the same file registers once
+    assert register_model(db, tiny_model("good"))["id"] == good["id"]
