@@ -116,3 +116,20 @@ def test_bad_model_changes_nothing_in_db(tmp_path, tiny_model):
     assert list_models(db)[0]["active"]
     # the same file registers once
     assert register_model(db, tiny_model("good"))["id"] == good["id"]
+
+
+def test_cuda_fallback_is_reported_not_hidden(tiny_model, monkeypatch):
+    """No GPU here: pretend onnxruntime-gpu offers CUDA (the edge we cannot run) and check that
+    the provider that really runs is reported, and that an explicit CUDA request that falls back
+    is an error rather than a silent CPU run."""
+    import onnxruntime as ort
+
+    real = ort.get_available_providers()
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", *real])
+    from core.model import default_providers
+
+    assert default_providers()[0] == "CUDAExecutionProvider"
+    c = Classifier(tiny_model())
+    assert c.provider == "CPUExecutionProvider"
+    with pytest.raises(ProviderError, match="fell back to CPUExecutionProvider"):
+        Classifier(tiny_model(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])

@@ -1,0 +1,106 @@
+"""Ingest + predict throughput on real-size SEM TIFFs, against the decode-only floor.
+
+    .venv/bin/python bench/ingest_predict.py [--n 500] [--model data/models/default.onnx]
+
+Writes N 8-bit TIFFs of 1024×768 (SEM-like texture with a data bar) once into bench/out/tiffs,
+then measures:
+  * decode-only: read_image() of every file (1 thread, and the ingest's worker threads);
+  * ingest + predict into a fresh SQLite file, broken into hash, decode, preprocess
+    (window, thumbnail, resize), inference and database time (summed over threads, so the
+    parts can exceed the wall time when decoding overlaps inference).
+Prints numbers; asserts nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from core.config import DEFAULT_MODEL, Settings  # noqa: E402
+from core.imageio import read_image  # noqa: E402
+from core.ingest import ingest  # noqa: E402
+from core.model import Classifier  # noqa: E402
+from core.registry import register_model  # noqa: E402
+from core.store import open_db  # noqa: E402
+
+
+def make_tiffs(folder: Path, n: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    files = sorted(folder.glob("*.tif"))
+    if len(files) >= n:
+        return files[:n]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        h, w = 768, 1024
+        small = rng.random((h // 16, w // 16)).astype(np.float32)
+        img = np.kron(small, np.ones((16, 16), np.float32))  # blocky texture
+        img += rng.normal(0, 0.08, (h, w)).astype(np.float32)  # shot noise
+        img[-64:] = 0.0  # data bar
+        img[-40:-30, 40:240] = 1.0  # scale bar
+        arr = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        tifffile.imwrite(folder / f"sem_{i:05d}.tif", arr, resolution=(1 / 0.01, 1 / 0.01),
+                         metadata={"unit": "um"}, imagej=True)
+    return sorted(folder.glob("*.tif"))[:n]
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=500)
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    files = make_tiffs(ROOT / "bench" / "out" / "tiffs", args.n)
+    n = len(files)
+    size_mb = sum(f.stat().st_size for f in files) / 1e6
+    print(f"{n} TIFFs of 1024x768 8-bit ({size_mb:.0f} MB) on {os.cpu_count()} cores")
+
+    # warm the page cache so both runs read from memory
+    for f in files:
+        f.read_bytes()
+    t0 = time.perf_counter()
+    for f in files:
+        read_image(f)
+    dec1 = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(args.workers) as ex:
+        list(ex.map(read_image, files))
+    decw = time.perf_counter() - t0
+    print(f"decode-only, 1 thread:          {dec1:6.2f} s  {n / dec1:7.1f} img/s")
+    print(f"decode-only, {args.workers} threads:         {decw:6.2f} s  {n / decw:7.1f} img/s   <- floor")
+
+    clf = Classifier(args.model)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = open_db(Path(tmp) / "bench.db")
+        model = register_model(db, args.model, activate=True)
+        t0 = time.perf_counter()
+        rep = ingest(db, [files[0].parent], classifier=clf, model_id=model["id"],
+                     settings=Settings(), workers=args.workers)
+        wall = time.perf_counter() - t0
+    assert rep.added == n and rep.predicted == n, rep.summary()
+    print(f"ingest + predict ({clf.provider}, batch {Settings().batch_size}): "
+          f"{wall:6.2f} s  {n / wall:7.1f} img/s   = {wall / decw:.2f}x the decode-only floor")
+    t = rep.timings
+    print("  time by part (summed over threads):")
+    for k in ("hash", "decode", "preprocess", "inference", "database"):
+        print(f"    {k:<11} {t.get(k, 0):6.2f} s  {1000 * t.get(k, 0) / n:6.2f} ms/img")
+    print(f"  peak RSS: {rss_mb():.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
