@@ -240,6 +240,20 @@ def _record_failures(db: Database, failed: list[tuple[str, str]]) -> None:
     )
 
 
+def group_key(path: Path, roots: Sequence[Path], labels_from_folders: bool = False) -> str | None:
+    """The source group of an image, for leak-free splits: its folder relative to the ingest
+    root (``run3/specimenA``), so same-named folders in different places stay apart. With
+    folder labels the class folder is not a group: the folder above it is, if any."""
+    parent = path.parent
+    if labels_from_folders:
+        parent = parent.parent
+    for r in roots:
+        if parent == r or r in parent.parents:
+            rel = parent.relative_to(r).as_posix()
+            return f"{r.name}/{rel}" if rel != "." else (None if labels_from_folders else r.name)
+    return parent.name or None
+
+
 def folder_label(path: Path, known: Sequence[str]) -> str:
     """The parent folder's name as a label, matched case-insensitively to a known class."""
     name = path.parent.name.strip()
@@ -265,6 +279,9 @@ def ingest(
         raise ValueError("ingest with a classifier needs its model_id (see core.registry.register_model)")
     rep = IngestReport()
     t_start = time.perf_counter()
+    paths = list(paths)
+    roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
+                   key=lambda r: -len(r.parts))
     files, rep.ignored, pre_failed = find_images(paths)
     rep.failed += pre_failed
     rep.scanned = len(files) + len(pre_failed)
@@ -328,7 +345,7 @@ def ingest(
                         img.bit_depth, img.raw_dtype, img.pages, img.instrument, img.pixel_size_m,
                         img.pixel_size_source, img.databar_px, img.databar_source,
                         json.dumps(img.metadata, default=str), json.dumps(img.warnings),
-                        b.thumb, b.path.parent.name, stamp,
+                        b.thumb, group_key(b.path, roots, labels_from_folders), stamp,
                     ],
                 )
                 ids.append((int(cur.lastrowid), b.sha))

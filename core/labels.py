@@ -66,7 +66,8 @@ def _insert_event(db: Database, **ev: Any) -> int:
     cols = ", ".join(ev)
     marks = ", ".join("?" for _ in ev)
     cur = db.execute(f"INSERT INTO label_events ({cols}) VALUES ({marks})", list(ev.values()))
-    return int(cur.lastrowid)
+    assert cur.lastrowid is not None
+    return cur.lastrowid
 
 
 def _recompute_current(db: Database, image_id: int) -> None:

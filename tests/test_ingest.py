@@ -164,22 +164,42 @@ def test_kill_during_ingest_then_resume(tmp_path, tiny_model):
     for d in (ref_db, db):
         assert run(d, "init", "--model", str(model)).returncode == 0
     assert run(ref_db, "ingest", str(folder)).returncode == 0
-    kills = 0
-    for delay in (1.5, 2.5):
+    interrupted = []
+    for target in (40, 200):
         p = subprocess.Popen([*cli, "ingest", str(folder), "--db", str(db)], env=env, cwd=PROJECT,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        if p.poll() is None:
-            p.send_signal(signal.SIGKILL)
-            kills += 1
+        watch = open_db(db, migrate=False)
+        deadline = time.monotonic() + 120
+        while p.poll() is None and time.monotonic() < deadline:
+            if watch.execute("SELECT COUNT(*) FROM images").fetchone()[0] >= target:
+                break
+            time.sleep(0.02)
+        p.send_signal(signal.SIGKILL)
         p.wait()
+        interrupted.append(watch.execute("SELECT COUNT(*) FROM images").fetchone()[0])
+        watch.conn.close()
+    assert any(0 < n < 400 for n in interrupted), interrupted  # the kills landed mid-way
     partial = open_db(db)
     assert integrity_ok(partial)
-    n_partial = partial.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     res = run(db, "ingest", str(folder))
     assert res.returncode == 0, res.stderr
     a, b = open_db(ref_db), open_db(db)
     assert snapshot(a) == snapshot(b)
     q = "SELECT i.sha256, p.pred, round(p.p1, 5), p.queue FROM images i JOIN predictions p ON p.image_id = i.id ORDER BY 1"
     assert a.execute(q).fetchall() == b.execute(q).fetchall()
-    assert kills == 0 or n_partial < 400  # when a kill landed, it really interrupted work
+
+
+def test_group_keys_for_leak_free_splits(setup, tmp_path):
+    db, model, clf = setup
+    write_images(tmp_path / "arc" / "specA" / "fibres", 2, seed=1)
+    write_images(tmp_path / "arc" / "specB" / "fibres", 2, seed=2)
+    write_images(tmp_path / "arc" / "fibres", 1, seed=3)
+    ingest(db, [tmp_path / "arc"], classifier=clf, model_id=model["id"], labels_from_folders=True)
+    groups = sorted(r[0] or "-" for r in db.execute("SELECT group_key FROM images"))
+    # the class folder is not the group; same-named class folders in two specimens stay apart
+    assert groups == ["-", "arc/specA", "arc/specA", "arc/specB", "arc/specB"]
+    db2 = open_db(tmp_path / "u.db")
+    write_images(tmp_path / "runs" / "a" / "run1", 1, seed=4)
+    write_images(tmp_path / "runs" / "b" / "run1", 1, seed=5)
+    ingest(db2, [tmp_path / "runs"])
+    assert sorted(r[0] for r in db2.execute("SELECT group_key FROM images")) == ["runs/a/run1", "runs/b/run1"]
