@@ -143,11 +143,10 @@ def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no
 
     db = _open(db_path)
     settings = Settings.from_env()
-    clf = model = None
-    if not no_predict and (model := active_model(db)) is not None:
-        clf = load_active(db)
+    model = None if no_predict else active_model(db)
+    clf = load_active(db) if model is not None else None
     bar = _Bar("Ingesting", not as_json)
-    rep = do_ingest(db, paths, classifier=clf, model_id=model and model["id"],
+    rep = do_ingest(db, paths, classifier=clf, model_id=model["id"] if model else None,
                     labels_from_folders=labels_from_folders, settings=settings,
                     progress=bar, workers=workers)
     bar.close()
@@ -272,8 +271,8 @@ def export(db_path: Path, out: Path, fmt: str, include_auto: bool, include_speci
     if predictions:
         out.mkdir(parents=True, exist_ok=True)
         kind = "jsonl" if fmt == "jsonl" else "csv"
-        path = ex.predictions_report(db, out / f"predictions.{kind}", fmt=kind)
-        _emit(as_json, {"path": str(path)}, f"Predictions report: {path}")
+        report = ex.predictions_report(db, out / f"predictions.{kind}", fmt=kind)
+        _emit(as_json, {"path": str(report)}, f"Predictions report: {report}")
         return
     fractions = None
     if split:

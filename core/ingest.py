@@ -136,12 +136,12 @@ def pipelined(items: Iterable[T], fn: Callable[[T], R], workers: int, depth: int
         for it in items:
             q.append((it, ex.submit(fn, it)))
             if len(q) >= depth:
-                yield _result(*q.popleft())
+                yield _result(*q.popleft())  # type: ignore[arg-type]
         while q:
-            yield _result(*q.popleft())
+            yield _result(*q.popleft())  # type: ignore[arg-type]
 
 
-def _result(it: T, fut: Future[R]) -> tuple[T, R | BaseException]:
+def _result(it: T, fut: "Future[R]") -> tuple[T, R | BaseException]:
     try:
         return it, fut.result()
     except Exception as e:  # noqa: BLE001
@@ -348,12 +348,12 @@ def ingest(
                         b.thumb, group_key(b.path, roots, labels_from_folders), stamp,
                     ],
                 )
-                ids.append((int(cur.lastrowid), b.sha))
+                assert cur.lastrowid is not None
+                ids.append((cur.lastrowid, b.sha))
             by_sha = {sha: i for i, sha in ids}
             file_rows = [(str(b.path), i, b.size, b.mtime, stamp) for b, (i, _) in zip(batch, ids)]
-            for d, image_id in dups:
-                image_id = image_id or by_sha.get(d.sha) or _image_id(db, d.sha)
-                file_rows.append((str(d.path), image_id, d.size, d.mtime, stamp))
+            dup_ids = [known_id or by_sha.get(d.sha) or _image_id(db, d.sha) or 0 for d, known_id in dups]
+            file_rows += [(str(d.path), i, d.size, d.mtime, stamp) for (d, _), i in zip(dups, dup_ids)]
             db.conn.executemany(
                 "INSERT INTO files(path, image_id, size_bytes, mtime, seen_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT(path) DO UPDATE SET image_id = excluded.image_id, "
@@ -366,10 +366,9 @@ def ingest(
                 rep.predicted += len(ids)
             if labels_from_folders:
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
-                labels += [(_image_id(db, d.sha), folder_label(d.path, known)) for d, _ in dups]
+                labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
             if labels:
                 rep.labelled += import_labels(db, labels)
-                _mark_done(db, [i for i, _ in labels])
             _record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.added += len(batch)

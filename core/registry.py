@@ -80,7 +80,8 @@ def register_model(
                 now_iso(),
             ],
         )
-        model_id = int(cur.lastrowid)
+        assert cur.lastrowid is not None
+        model_id = cur.lastrowid
         if activate or db.execute("SELECT COUNT(*) FROM models WHERE active = 1").fetchone()[0] == 0:
             set_active_model(db, model_id)
     return get_model(db, model_id)
