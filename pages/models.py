@@ -1,0 +1,187 @@
+"""Models & thresholds: model versions with their cards, adding a model, switching the active
+one (re-predicting), and routing thresholds with a live preview of the queues and of the
+error rate of auto-accepted labels."""
+
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+import ui
+from core import ingest, labels, registry, routing, stats
+from core.errors import SemTriageError
+from core.uploads import safe_name
+
+ui.page()
+
+K, ss = ui.K, st.session_state
+st.title(":material/tune: Models & thresholds")
+db, key, cfg = ui.db(), ui.db_key(), ui.settings()
+admin = not cfg.admin_users or ui.reviewer() in cfg.admin_users
+if not admin:
+    st.warning("Only " + ", ".join(ui.esc(u) for u in cfg.admin_users) + " may change models and "
+               "thresholds (SEMTRIAGE_ADMIN_USERS). Type your name in the sidebar.", icon=":material/lock:")
+ms = ui.models(db, key)
+active = next((m for m in ms if m["active"]), None)
+
+
+def predict(model: dict, reroute: bool = False) -> None:
+    """Predict every image the model has not seen (and, on a switch, re-route its older
+    predictions under the current thresholds), with a progress bar."""
+    bar = st.progress(0.0, text="Predicting…")
+    try:
+        rep = ingest.predict_pending(db, ui.classifier(model["path"]), model["id"], settings=cfg,
+                                     progress=lambda d, t, m: bar.progress(
+                                         d / t if t else 1.0, text=f"{d:,}/{t:,} · {m}"))
+        if reroute:
+            routing.reroute(db, model["id"])
+    except SemTriageError as e:
+        ui.show_error(e)
+        return
+    bar.progress(1.0, text=rep.summary())
+    if rep.failed:
+        st.dataframe(pd.DataFrame(rep.failed, columns=["file", "reason"]), hide_index=True,
+                     key=f"mdl_failed_{model['id']}")
+    ui.clear_after_model()
+
+
+def show_card(card: dict, mid: int) -> None:
+    """Accuracy, calibration, per-class table and confusion matrix from a model card."""
+    ece = card.get("ece_15_bins") if isinstance(card.get("ece_15_bins"), dict) else {}
+    figures = [("Accuracy", card.get("accuracy"), "{:.1%}"), ("ECE (calibrated)", ece.get("after_temperature"),
+               "{:.3f}"), ("ECE before", ece.get("before_temperature"), "{:.3f}"),
+               ("Temperature", card.get("temperature"), "{:.2f}"), ("Parameters", card.get("parameters"), "{:,}")]
+    figures = [(k, v, f) for k, v, f in figures if isinstance(v, (int, float))]
+    for col, (k, v, f) in zip(st.columns(max(1, len(figures))), figures):
+        col.metric(k, f.format(v))
+    if card.get("evaluated_on"):
+        st.caption(f"Evaluated on {ui.esc(card['evaluated_on'])}.")
+    left, right = st.columns(2)
+    per = card.get("per_class")
+    if isinstance(per, dict) and per and all(isinstance(v, dict) for v in per.values()):
+        left.dataframe(pd.DataFrame(per).T, key=f"card_pc_{mid}", height=min(420, 38 + 35 * len(per)),
+                       column_config={c: st.column_config.NumberColumn(c, format="%.2f")
+                                      for c in ("precision", "recall", "f1")})
+    cm = card.get("confusion_matrix")
+    names = card.get("class_names") or []
+    if isinstance(cm, dict):
+        names, cm = cm.get("classes") or names, cm.get("matrix")
+    if isinstance(cm, list) and cm and all(isinstance(r, list) for r in cm):
+        ax = [str(n) for n in names] if len(names) == len(cm) else None
+        fig = px.imshow(cm, x=ax, y=ax, text_auto=True, color_continuous_scale="Blues", aspect="auto",
+                        labels={"x": "predicted", "y": "true", "color": "images"})
+        fig.update_layout(height=380, margin={"l": 0, "r": 0, "t": 30, "b": 0}, title="Confusion (held-out)")
+        right.plotly_chart(fig, key=f"card_cm_{mid}")
+    with st.popover("Full model card", icon=":material/description:"):
+        st.json(card, expanded=1)
+
+
+tab_models, tab_thr, tab_add = st.tabs(["Model versions", "Thresholds", "Add a model"])
+with tab_models:
+    if not ms:
+        st.info("No model registered yet — add one on the **Add a model** tab.", icon=":material/info:")
+    for m in reversed(ms):
+        with st.expander(f"{m['version']}" + ("  · active" if m["active"] else ""), expanded=m["active"],
+                         icon=":material/check_circle:" if m["active"] else ":material/deployed_code:"):
+            info = m["info"]
+            st.caption(f"{len(m['class_names'])} classes: " + ", ".join(ui.esc(c) for c in m["class_names"])
+                       + f" · input {info.get('input_size')} × {info.get('channels')} ch · "
+                       f"T = {info.get('temperature', 1):.2f} · added {m['added_at'][:16]}")
+            card = m["card"] or registry.read_card(m["path"])
+            if card:
+                show_card(card, m["id"])
+            else:
+                st.caption("No model card (accuracy, calibration) was found beside this model.")
+            pending = ingest.pending_count(db, m["id"])
+            if not m["active"]:
+                if st.button("Make active and predict", key=f"mdl_activate_{m['id']}", disabled=not admin,
+                             icon=":material/play_arrow:"):
+                    try:
+                        registry.set_active_model(db, m["id"])
+                    except SemTriageError as e:
+                        ui.show_error(e)
+                    else:
+                        predict(m, reroute=True)
+            elif pending and st.button(f"Predict {pending:,} images not yet predicted", disabled=not admin,
+                                       key=f"mdl_predict_{m['id']}", icon=":material/play_arrow:"):
+                predict(m)
+
+with tab_thr:
+    if active is None:
+        ui.no_model_hint()
+    else:
+        g = routing.get_thresholds(db)[routing.GLOBAL]
+        saved = routing.get_thresholds(db)
+        c = st.columns(4)
+        acc = c[0].slider("Accept when p1 ≥", 0.0, 1.0, g.accept, 0.01, key="thr_accept")
+        mm = c[1].slider("Mixed: margin <", 0.0, 1.0, g.mixed_margin, 0.01, key="thr_margin",
+                         help="…while p1 + p2 ≥ the mass below: a boundary between two classes")
+        mass = c[2].slider("Mixed: p1 + p2 ≥", 0.0, 1.0, g.mixed_mass, 0.01, key="thr_mass")
+        co = c[3].slider("Both present: p2 ≥", 0.0, 1.0, g.cooccur, 0.01, key="thr_cooccur")
+        glob = routing.Thresholds(acc, mm, mass, co)
+        per_df = pd.DataFrame({"class": active["class_names"],
+                               "accept": [saved[c].accept if c in saved else None for c in active["class_names"]]})
+        with st.expander("Per-class accept thresholds (optional; blank = the global one)"):
+            edited = st.data_editor(per_df, key="thr_per_class", hide_index=True, disabled=["class"],
+                                    column_config={"accept": st.column_config.NumberColumn(
+                                        "accept p1 ≥", min_value=0.0, max_value=1.0, step=0.01)})
+        overrides = {r["class"]: routing.Thresholds(float(r["accept"]), mm, mass, co)
+                     for r in edited.to_dict("records") if pd.notna(r["accept"])}
+        ts = {routing.GLOBAL: glob, **overrides}
+        now = labels.queue_counts(db, active["id"])
+        new = routing.preview_counts(db, active["id"], ts)
+        st.markdown("**Queues with these thresholds** (unreviewed images; nothing is saved yet)")
+        for col, q in zip(st.columns(3), routing.QUEUES):
+            col.metric(ui.QUEUE_LABELS[q], f"{new[q]:,}", delta=new[q] - now[q], delta_color="off",
+                       border=True)
+        err = stats.auto_error_estimate(db, active["id"], ts)
+        if err["n"]:
+            st.markdown(f"**Estimated error of auto-accepted labels: {err['rate']:.1%}** "
+                        f"(95 % Wilson interval {err['lo']:.1%}–{err['hi']:.1%}), measured on the "
+                        f"{err['n']:,} human-labelled images these thresholds would auto-accept "
+                        f"({err['errors']:,} of them labelled otherwise).")
+        else:
+            st.info(f"No human-labelled image would be auto-accepted at these thresholds "
+                    f"({err['labelled']:,} labelled in all) — no error estimate yet.")
+        if st.button("Save thresholds and re-route", key="thr_save", type="primary", disabled=not admin,
+                     icon=":material/save:"):
+            try:
+                routing.set_thresholds(db, glob)
+                for c in active["class_names"]:
+                    if c in overrides:
+                        routing.set_thresholds(db, overrides[c], c)
+                    elif c in saved:
+                        routing.clear_class_thresholds(db, c)
+                with st.spinner("Re-routing…"):
+                    routing.reroute(db, active["id"])
+            except SemTriageError as e:
+                ui.show_error(e)
+            else:
+                ui.clear_after_model()
+                st.success("Saved. The queues now follow the new thresholds.", icon=":material/check:")
+
+with tab_add:
+    up = st.file_uploader("ONNX model", type=["onnx"], key="mdl_file")
+    names = st.text_area("Class names, one per line (only if the model's metadata has none)",
+                         key="mdl_classes", height=120)
+    make_active = st.toggle("Make it the active model and predict every image", key="mdl_make_active")
+    if st.button("Register model", key="mdl_register", type="primary", disabled=up is None or not admin,
+                 icon=":material/add:"):
+        meta = {"class_names": [n.strip() for n in names.splitlines() if n.strip()]} if names.strip() else None
+        dest = ui.data_dir("models", "uploads")
+        dest.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=dest) as tmp:
+            path = Path(tmp) / safe_name(up.name, default="model.onnx")
+            path.write_bytes(up.getvalue())
+            try:
+                m = registry.register_model(db, path, metadata=meta, copy_to=dest, activate=make_active)
+            except SemTriageError as e:
+                ui.show_error(e)
+                m = None
+        if m is not None:
+            ui.clear_after_model()
+            st.success(f"Registered {ui.esc(m['version'])} with {len(m['class_names'])} classes.")
+            if make_active:
+                predict(m, reroute=True)

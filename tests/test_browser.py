@@ -1,0 +1,158 @@
+"""The core flow in a real browser: name, Review by keyboard only, undo, export — then the
+database and the exported files are checked. Needs /usr/bin/chromium (CI installs it)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from core.labels import history
+from core.store import open_db
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+MAIN_IMAGE = '[data-testid="stMain"] [data-testid="stImage"] img'
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(db_path: Path, roots: Path, log: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free port with SEMTRIAGE_DB set; waits for its health check."""
+    port = free_port()
+    env = dict(os.environ, SEMTRIAGE_DB=str(db_path), SEMTRIAGE_ROOTS=str(roots))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"streamlit exited early:\n{log.read_text()}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"streamlit did not answer within 60 s:\n{log.read_text()}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def settle(page) -> None:
+    """Wait until the app has finished its rerun (the status widget is gone)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=30_000)
+    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=30_000)
+
+
+def next_image_after(page, key: str) -> str:
+    """Press ``key`` and wait for a different review image to be fully shown; returns its src."""
+    old = page.locator(MAIN_IMAGE).first.get_attribute("src")
+    page.keyboard.press(key)
+    page.wait_for_function(
+        """(old) => {{ const i = document.querySelector('{}');
+                      return i && i.getAttribute('src') !== old && i.complete && i.naturalWidth > 0; }}""".format(MAIN_IMAGE.replace("'", "\\'")),
+        arg=old, timeout=30_000,
+    )
+    settle(page)
+    return page.locator(MAIN_IMAGE).first.get_attribute("src")
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is absent (install it: apt-get install -y chromium)")
+    from test_app import build_app_db
+
+    db_path = build_app_db(tmp_path)
+    proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log")
+    try:
+        yield url, db_path
+    finally:
+        stop_server(proc)
+
+
+def test_review_by_keyboard_undo_and_export(server, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    url, db_path = server
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(url)
+            settle(page)
+            name = page.get_by_role("textbox", name="Reviewer")
+            name.fill("alice")
+            name.press("Tab")  # commits the value; keys then go to the page, not the box
+            settle(page)
+            page.get_by_role("link", name="Review").first.click()
+            page.wait_for_selector(MAIN_IMAGE, timeout=30_000)
+            settle(page)
+            page.evaluate("document.activeElement && document.activeElement.blur()")
+
+            seen = [page.locator(MAIN_IMAGE).first.get_attribute("src")]
+            for key in ["Enter", "2", "m", "u", "Enter"]:  # accept, class 2, several, unusable, accept
+                seen.append(next_image_after(page, key))
+                if len(seen) == 3:
+                    page.screenshot(path=str(ARTIFACTS / "review.png"))
+            assert len(set(seen)) == 6, "every key press brought a new image"
+            back = next_image_after(page, "z")  # undo the last decision: that image comes back
+            assert back == seen[4]
+            status = page.get_by_text("decided this session").inner_text()
+            assert re.search(r"\b4\s+decided this session", status), status
+
+            page.get_by_role("link", name="Export").first.click()
+            settle(page)
+            page.get_by_role("button", name="Export", exact=True).click()
+            page.get_by_text("images exported").wait_for(timeout=30_000)
+            settle(page)
+            page.screenshot(path=str(ARTIFACTS / "export.png"))
+        finally:
+            browser.close()
+
+    db = open_db(db_path)
+    human = db.execute(
+        "SELECT label, action, reviewer FROM current_labels WHERE source = 'human'").fetchall()
+    assert len(human) == 4 and {r[2] for r in human} == {"alice"}
+    assert {r[1] for r in human} >= {"accept", "several", "unusable"}
+    undone = db.execute("SELECT image_id FROM label_events WHERE action = 'undo'").fetchall()
+    assert len(undone) == 1
+    events = history(db, undone[0][0])
+    assert [e["action"] for e in events][-2:] == ["accept", "undo"] and events[-2]["undone"]
+    exports = [d for d in (tmp_path / "exports").iterdir() if d.is_dir()]
+    assert len(exports) == 1
+    manifest = exports[0] / "manifest.csv"
+    assert manifest.is_file(), sorted(p.name for p in exports[0].iterdir())
+    # 4 imported reference labels + the 2 class labels from the review (several/unusable left out)
+    assert len(manifest.read_text().splitlines()) == 1 + 4 + 2
+    assert exports[0].with_suffix(".zip").is_file()

@@ -1,0 +1,395 @@
+"""Streamlit-only helpers shared by the pages: session-state key names, the per-session
+database connection, the cached model session and query results, display images (cached by
+path and mtime, prefetched in the background), the reviewer widget, error display, and the
+Review page's button callbacks. Behaviour lives in ``core/``; this module adapts it to Streamlit.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from streamlit.runtime.pages_manager import PagesManager
+
+from core import labels, registry, stats
+from core.config import Settings
+from core.errors import ClaimConflict, SemTriageError
+from core.imageio import encode_png, read_image
+from core.model import Classifier
+from core.preprocess import resize
+from core.store import open_db
+
+DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
+QUEUE_LABELS = {
+    "uncertain": "Uncertain",
+    "mixed": "Mixed",
+    "auto": "Spot-check (auto)",
+    "all": "All unreviewed",
+}
+ORDER_LABELS = {  # short: they are buttons (a select box would keep the keyboard focus)
+    "margin": "Informative",
+    "confidence": "Least sure",
+    "entropy": "Entropy",
+    "file": "File",
+    "random": "Random",
+}
+ORDER_HELP = ("Informative: smallest margin between the top two classes first · Least sure: lowest "
+              "top-class probability first · Entropy: most spread-out probabilities first")
+
+
+class K:
+    """Session-state key names, named once. Widgets whose value must survive a page change use
+    ``persist_state="session"``; derived values live in non-widget keys."""
+
+    db = "_db"  # (path, Database) of this browser session
+    reviewer = "reviewer"  # sidebar text input (also the URL query parameter)
+    reviewer_name = "reviewer_name"  # the cleaned name (non-widget: survives page changes)
+    review_queue = "review_queue"
+    review_order = "review_order"
+    review_current = "review_current"  # image id on screen
+    review_pin = "review_pin"  # image id to show first (after undo)
+    review_hist = "review_hist"  # image ids decided in this session, oldest first
+    review_back = "review_back"  # index into review_hist while looking back, else None
+    review_done = "review_done"  # decisions in this session
+    review_msg = "review_msg"  # (kind, text) to show once
+    review_fullres = "review_fullres"
+    grid_class = "grid_class"
+    grid_n = "grid_n"
+    grid_auto = "grid_auto"
+    grid_msg = "grid_msg"
+    ref_page = "ref_page"
+
+
+# ---------------------------------------------------------------- page set-up
+
+# app.py defines the pages with st.navigation, which switches Streamlit's older `pages/`
+# auto-discovery off — but only once app.py has run in this server process. Until then (the
+# first request after a start that lands on a page URL, e.g. a tab reconnecting on /review)
+# Streamlit would run the page file alone, without app.py's layout and sidebar. Importing ui
+# switches it off at once, and `page()` reruns such a run through app.py.
+PagesManager.uses_pages_directory = False
+_run = threading.local()
+
+
+def app_ran() -> None:
+    """Called by app.py at the start of each run."""
+    _run.app = True
+
+
+def page() -> None:
+    """Called first by every page: makes sure this run went through app.py."""
+    if not getattr(_run, "app", False):
+        st.rerun()
+    _run.app = False
+
+
+# ---------------------------------------------------------------- settings and database
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def db() -> Any:
+    """This browser session's connection (opened once, reopened if SEMTRIAGE_DB changed)."""
+    path = settings().db
+    held = st.session_state.get(K.db)
+    if held is None or held[0] != path:
+        st.session_state[K.db] = (path, open_db(path))
+    return st.session_state[K.db][1]
+
+
+def db_key() -> str:
+    """A hashable stand-in for the database in cache keys."""
+    return str(Path(settings().db).resolve())
+
+
+def show_error(e: BaseException, where: Any = st) -> None:
+    """A core error as a message, never a traceback."""
+    where.error(str(e), icon=":material/error:")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
+
+
+def esc(text: Any) -> str:
+    """User text (file names, labels, reviewer names) made inert for Markdown."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+# ---------------------------------------------------------------- cached resources and queries
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the model…")
+def _classifier(path: str, mtime: float) -> Classifier:
+    return Classifier(path)
+
+
+def classifier(path: str | Path) -> Classifier:
+    """The ONNX session for ``path``, shared by every session (keyed by path and mtime)."""
+    return _classifier(str(path), os.path.getmtime(path))
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def active_model(_db: Any, key: str) -> dict[str, Any] | None:
+    return registry.active_model(_db)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def models(_db: Any, key: str) -> list[dict[str, Any]]:
+    return registry.list_models(_db)
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def overview(_db: Any, key: str) -> dict[str, Any]:
+    return stats.overview(_db)
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def per_class(_db: Any, key: str) -> list[dict[str, Any]]:
+    return stats.per_class(_db)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def charts(_db: Any, key: str, model_id: int) -> dict[str, Any]:
+    return {
+        "hist": stats.confidence_histogram(_db, model_id),
+        "confusion": stats.confusion(_db, model_id),
+        "per_hour": stats.labels_per_hour(_db),
+    }
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def reference_page(_db: Any, key: str, f: stats.RefFilter, page: int) -> tuple[list[dict[str, Any]], int]:
+    return stats.search_reference(_db, f, page=page)
+
+
+@st.cache_data(ttl=60, show_spinner=False)
+def facets(_db: Any, key: str) -> dict[str, list[str]]:
+    return stats.reference_facets(_db)
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def grid_counts(_db: Any, key: str, model_id: int, include_auto: bool) -> dict[str, int]:
+    return stats.grid_class_counts(_db, model_id, include_auto=include_auto)
+
+
+def clear_after_label() -> None:
+    """After a label was written: the numbers and lists that count labels."""
+    for fn in (overview, per_class, charts, reference_page, facets, grid_counts):
+        fn.clear()
+
+
+def clear_after_model() -> None:
+    """After a model was registered/activated or thresholds changed: everything derived."""
+    clear_after_label()
+    active_model.clear()
+    models.clear()
+
+
+# ---------------------------------------------------------------- images
+
+
+@st.cache_data(max_entries=48, show_spinner=False)
+def _view(path: str, mtime: float, max_side: int) -> dict[str, Any]:
+    img = read_image(path, max_pixels=settings().max_pixels)
+    scan = img.scan
+    h, w = scan.shape
+    f = min(1.0, max_side / max(h, w))
+    shown = resize(scan, (max(1, round(h * f)), max(1, round(w * f)))) if f < 1 else scan
+    bar = img.databar
+    return {
+        "scan": encode_png(shown),
+        "bar": encode_png(bar) if bar is not None else None,
+        "scaled": f < 1,
+        "bit_depth": img.bit_depth,
+        "warnings": img.warnings,
+    }
+
+
+def image_view(path: str, max_side: int = DISPLAY_MAX_PX) -> dict[str, Any]:
+    """Display PNGs of one image (scan at most ``max_side`` px, data bar apart), cached by
+    path and modification time. Raises ImageReadError when the file is gone or unreadable."""
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        mtime = -1.0  # read_image will say what is wrong
+    return _view(path, mtime, max_side)
+
+
+_prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="semtriage-prefetch")
+
+
+def _view_quietly(path: str, mtime: float, max_side: int) -> None:
+    # an unreadable file is reported by the page when it shows that image
+    with contextlib.suppress(Exception):
+        _view(path, mtime, max_side)
+
+
+def prefetch(path: str, max_side: int = DISPLAY_MAX_PX) -> None:
+    """Start decoding and encoding ``path`` for display in a background thread (into the same
+    cache ``image_view`` reads; a page asking for it meanwhile waits for this work instead of
+    repeating it). Pillow releases the GIL while it encodes, so this overlaps the page run."""
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        return
+    _prefetcher.submit(_view_quietly, path, mtime, max_side)
+
+
+@st.cache_data(max_entries=4, show_spinner="Encoding the full-resolution image…")
+def _full(path: str, mtime: float) -> bytes:
+    return encode_png(read_image(path, max_pixels=settings().max_pixels).data)
+
+
+def full_resolution_html(path: str, height_px: int = 720) -> str:
+    """The whole frame at 1:1 in a scrolling box, as HTML for ``st.html`` (our PNG bytes only;
+    no user text goes into it)."""
+    b64 = base64.b64encode(_full(path, os.path.getmtime(path))).decode("ascii")
+    return (f'<div style="overflow:auto;max-height:{int(height_px)}px;border:1px solid #d0d7de;'
+            f'border-radius:6px"><img alt="" style="max-width:none;display:block" '
+            f'src="data:image/png;base64,{b64}"></div>')
+
+
+# ---------------------------------------------------------------- reviewer and small widgets
+
+
+def reviewer() -> str:
+    """The reviewer's cleaned name ('' until one is typed)."""
+    return st.session_state.get(K.reviewer_name, "")
+
+
+def reviewer_sidebar() -> None:
+    """The reviewer-name box in the sidebar. The name is kept for the session (and in the URL,
+    so a page reload keeps it); the cleaned copy lives in a non-widget key."""
+    ss = st.session_state
+    raw = st.sidebar.text_input(
+        "Reviewer", key=K.reviewer, placeholder="Your name",
+        help="Every label you give is recorded under this name.",
+        icon=":material/person:", bind="query-params",
+    )
+    name = ""
+    if raw and raw.strip():
+        try:
+            name = labels.clean_reviewer(raw)
+        except SemTriageError as e:
+            show_error(e, st.sidebar)
+    old = ss.get(K.reviewer_name)
+    if old and old != name:
+        try:
+            labels.release_claims(db(), old)  # the images they held go back to the queue
+        except SemTriageError:
+            pass
+    ss[K.reviewer_name] = name
+
+
+def no_model_hint() -> None:
+    st.info(
+        "No model is active yet. Register one on **Models & thresholds** "
+        "(or run `semtriage demo` for the built-in demo).",
+        icon=":material/model_training:",
+    )
+    st.page_link("pages/models.py", label="Models & thresholds", icon=":material/tune:")
+
+
+def no_images_hint() -> None:
+    st.info("No images yet — add some on **Ingest**.", icon=":material/upload:")
+    st.page_link("pages/ingest.py", label="Go to Ingest", icon=":material/upload:")
+
+
+def data_dir(*parts: str) -> Path:
+    """A folder beside the database (``data/exports``, ``data/uploads`` for the default one)."""
+    return Path(settings().db).resolve().parent.joinpath(*parts)
+
+
+# ---------------------------------------------------------------- review session
+# Button callbacks of the Review page. They run before the rerun that shows the next image;
+# each decision is one small write through core.labels.
+
+
+def _review_advance(iid: int, back_mode: bool) -> None:
+    ss = st.session_state
+    hist = ss.setdefault(K.review_hist, [])
+    if back_mode:
+        b = ss[K.review_back] + 1
+        ss[K.review_back] = b if b < len(hist) else None
+    else:
+        hist.append(iid)
+    if ss.get(K.review_pin) == iid:
+        ss.pop(K.review_pin)
+    ss[K.review_current] = None  # a second press before the next image shows does nothing
+
+
+def review_decide(iid: int, action: str, label: str | None = None) -> None:
+    ss = st.session_state
+    if ss.get(K.review_current) != iid:
+        return  # a key press meant for an image that is no longer on screen
+    back_mode = ss.get(K.review_back) is not None
+    try:
+        labels.decide(db(), iid, action, reviewer=reviewer(), label=label)
+    except ClaimConflict as e:  # someone took it meanwhile (possible for an undone image)
+        ss.pop(K.review_pin, None)
+        ss[K.review_msg] = ("error", str(e))
+        return
+    except SemTriageError as e:
+        ss[K.review_msg] = ("error", str(e))
+        return
+    if not back_mode and action != "skip":
+        ss[K.review_done] = ss.get(K.review_done, 0) + 1
+    _review_advance(iid, back_mode)
+    clear_after_label()
+
+
+def review_keep(iid: int) -> None:
+    """Looking back: keep this label and step forward."""
+    if st.session_state.get(K.review_current) == iid:
+        _review_advance(iid, True)
+
+
+def review_undo() -> None:
+    """Undo the reviewer's last decision and put that image back on screen."""
+    ss = st.session_state
+    try:
+        ev = labels.undo_last(db(), reviewer())
+    except SemTriageError as e:
+        ss[K.review_msg] = ("error", str(e))
+        return
+    if ev is None:
+        ss[K.review_msg] = ("info", "Nothing to undo.")
+        return
+    hist = ss.setdefault(K.review_hist, [])
+    if ev["image_id"] in hist:
+        del hist[len(hist) - 1 - hist[::-1].index(ev["image_id"])]  # its latest occurrence
+        if ev["action"] != "skip":
+            ss[K.review_done] = max(0, ss.get(K.review_done, 0) - 1)
+    ss[K.review_pin], ss[K.review_back] = ev["image_id"], None
+    what = f"{ev['action']} {ev['label']}" if ev["label"] else ev["action"]
+    ss[K.review_msg] = ("info", f"Undone: {what}. The image is back on screen.")
+    clear_after_label()
+
+
+def review_step(delta: int | None) -> None:
+    """Move through this session's decisions: -1 back, +1 forward, None back to the queue."""
+    ss = st.session_state
+    hist, b = ss.get(K.review_hist, []), ss.get(K.review_back)
+    if delta is None or (delta > 0 and (b is None or b + 1 >= len(hist))):
+        ss[K.review_back] = None
+    elif not hist:
+        ss[K.review_msg] = ("info", "No earlier decision in this session yet.")
+    else:
+        ss[K.review_back] = len(hist) - 1 if b is None else max(0, b + delta)
+
+
+def review_release(*_: object) -> None:
+    """The queue or order changed: give back the images this reviewer held."""
+    try:
+        labels.release_claims(db(), reviewer())
+    except SemTriageError:
+        pass
