@@ -224,7 +224,12 @@ class Classifier:
         std = meta.get("std", [0.25])
         mean = [float(v) for v in (mean if isinstance(mean, list) else [mean])]
         std = [float(v) for v in (std if isinstance(std, list) else [std])]
-        if any(s == 0 for s in std) or len(mean) not in (1, channels) or len(std) not in (1, channels):
+        if (
+            not all(np.isfinite(v) and abs(v) < 1e6 for v in mean + std)
+            or any(s == 0 for s in std)
+            or len(mean) not in (1, channels)
+            or len(std) not in (1, channels)
+        ):
             raise ModelError(f"Model {where!r}: mean {mean!r} / std {std!r} do not fit {channels} channels")
         info = ModelInfo(
             class_names=list(names),

@@ -62,6 +62,8 @@ def test_sidecar_supplies_class_names(tiny_model):
         ({}, {"temperature": -1}, "temperature must be > 0"),
         ({}, {"channels": 3}, "metadata says 3 channels"),
         ({}, {"output": "scores"}, "expected logits or probabilities"),
+        ({}, {"std": [1e300]}, "do not fit"),
+        ({}, {"mean": "NaN"}, "do not fit"),
         ({"classes": ("a", "a", "b")}, None, "duplicates"),
     ],
 )
