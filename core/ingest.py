@@ -449,7 +449,9 @@ def predict_pending(
     workers: int = 2,
 ) -> PredictReport:
     """Predict every stored image that has no prediction from ``model_id`` (all, with
-    ``redo``), re-reading the files; then route and sync auto labels. Resumable."""
+    ``redo``), re-reading the files; then route and, when ``model_id`` is the active model,
+    sync auto labels (a model tried out with ``semtriage predict --model`` must not replace
+    the active model's auto labels). Resumable."""
     settings = settings or Settings()
     rep = PredictReport()
     t_start = time.perf_counter()
@@ -521,7 +523,8 @@ def predict_pending(
             progress(done, total, Path(row[1]).name)
     flush()
     t0 = time.perf_counter()
-    sync_auto_labels(db, model_id)
+    if db.execute("SELECT 1 FROM models WHERE id = ? AND active = 1", [model_id]).fetchone():
+        sync_auto_labels(db, model_id)
     _timer(timings, "database", t0)
     timings["total"] = time.perf_counter() - t_start
     return rep

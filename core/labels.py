@@ -298,13 +298,61 @@ def current_label(db: Database, image_id: int) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- queues and claims
 
-_ORDER_SQL = {
-    "margin": "p.margin ASC, p.image_id",
-    "confidence": "p.p1 ASC, p.image_id",
-    "entropy": "p.entropy DESC, p.image_id",
-    "file": "i.path, p.image_id",
-    "random": "p.rnd, p.image_id",
+# Review orders as (sort key, descending?); ties always go to the lower image id.
+_ORDER_KEY = {
+    "margin": ("p.margin", False),
+    "confidence": ("p.p1", False),
+    "entropy": ("p.entropy", True),
+    "file": ("i.path", False),
+    "random": ("p.rnd", False),
 }
+_QUEUES = ("uncertain", "mixed", "auto")
+
+
+def _fresh_ids(
+    db: Database, model_id: int, queue: str, reviewer: str, n: int, order: str
+) -> list[tuple[Any, int]]:
+    """(sort key, image id) of the first ``n`` images of one queue in ``order`` that carry no
+    human label, are not claimed by another reviewer and were not skipped by ``reviewer``.
+
+    One queue at a time, so that each order walks its (model, queue, done, key) index and stops
+    after ``n`` rows. ``file`` order has no such index (the path lives in ``images``): a large
+    queue is walked in path order from the images side (it is dense there, so ``n`` hits come
+    quickly), a small one is sorted; the cut-over is where both cost about the same.
+    """
+    key, desc = _ORDER_KEY[order]
+    cond = (
+        "p.model_id = ? AND p.queue = ? AND p.done = 0 "
+        "AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.image_id = p.image_id AND c.reviewer != ?) "
+        "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.image_id = p.image_id AND s.reviewer = ?)"
+    )
+    params: list[Any] = [model_id, queue, reviewer, reviewer, n]
+    if order == "file" and _queue_at_least(db, model_id, queue, _file_walk_threshold(db, n)):
+        sql = (
+            "SELECT i.path, i.id FROM images i CROSS JOIN predictions p ON p.image_id = i.id "
+            f"WHERE {cond} ORDER BY i.path, i.id LIMIT ?"
+        )
+    else:
+        sql = (
+            f"SELECT {key}, p.image_id FROM predictions p JOIN images i ON i.id = p.image_id "
+            f"WHERE {cond} ORDER BY {key} {'DESC' if desc else 'ASC'}, p.image_id LIMIT ?"
+        )
+    return [(r[0], r[1]) for r in db.execute(sql, params)]
+
+
+def _file_walk_threshold(db: Database, n: int) -> int:
+    """Queue size above which walking images in path order beats sorting the queue: the walk
+    visits about n * images / queue rows, the sort queue rows, equal at sqrt(n * images)."""
+    top = db.execute("SELECT MAX(id) FROM images").fetchone()[0] or 0
+    return max(100, int((max(n, 1) * top) ** 0.5))
+
+
+def _queue_at_least(db: Database, model_id: int, queue: str, k: int) -> bool:
+    return db.execute(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM predictions WHERE model_id = ? AND queue = ? "
+        "AND done = 0 LIMIT ?)",
+        [model_id, queue, k],
+    ).fetchone()[0] >= k
 
 
 def queue_counts(db: Database, model_id: int | None = None) -> dict[str, int]:
@@ -363,14 +411,16 @@ def next_images(
     )
     with write_tx(db, "claiming images"):
         db.execute("DELETE FROM claims WHERE expires_at <= ?", [now])
-        ids = [
-            r[0]
-            for r in db.execute(
-                base + "AND NOT EXISTS (SELECT 1 FROM skips s WHERE s.image_id = p.image_id "
-                f"AND s.reviewer = ?) ORDER BY {_ORDER_SQL[order]} LIMIT ?",
-                [model_id, *qparams, reviewer, reviewer, n],
-            )
+        # the first n of each queue, merged: the same rows as one ORDER BY over all queues
+        desc = _ORDER_KEY[order][1]
+        fresh = [
+            row
+            for q in (_QUEUES if queue == "all" else (queue,))
+            for row in _fresh_ids(db, model_id, q, reviewer, n, order)
         ]
+        if queue == "all":
+            fresh.sort(key=lambda r: (-r[0], r[1]) if desc else r)
+        ids = [image_id for _, image_id in fresh[:n]]
         if len(ids) < n:
             ids += [
                 r[0]

@@ -32,7 +32,7 @@ from sqlite_utils import Database, Migrations
 
 from core.errors import StoreError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30.0
 
 migrations = Migrations("semtriage")
@@ -163,6 +163,31 @@ def m001_initial(db: Database) -> None:
         );
         """
     )
+
+
+@migrations()
+def m002_scale_indexes(db: Database) -> None:
+    """Indexes found missing by ``bench/scale.py`` at a million images (EXPLAIN QUERY PLAN
+    showed full scans plus sorts of the whole queue / table):
+
+    * review orders ``confidence`` and ``entropy`` per queue (``margin`` and ``random`` had
+      theirs); the confidence one also covers the confidence histogram;
+    * per-class work: counts per predicted class, the grid's lowest-confidence-first page of one
+      class, and the routing preview / auto-error estimate (covering: pred, p1, p2, second);
+    * the reference set, newest label first;
+    * human decisions in a time window (labels per hour), which must not scan years of events.
+
+    On an existing database this builds the indexes once (tens of seconds at a million images).
+    """
+    # one statement at a time: executescript() would commit the migration's transaction
+    for sql in (
+        "CREATE INDEX idx_pred_conf ON predictions(model_id, queue, done, p1)",
+        "CREATE INDEX idx_pred_entropy ON predictions(model_id, queue, done, entropy)",
+        "CREATE INDEX idx_pred_class ON predictions(model_id, pred, done, p1, queue, p2, second)",
+        "CREATE INDEX idx_current_updated ON current_labels(updated_at)",
+        "CREATE INDEX idx_events_created ON label_events(source, created_at, action, reviewer)",
+    ):
+        db.execute(sql)
 
 
 def now_iso() -> str:

@@ -14,14 +14,32 @@ def test_open_creates_schema_with_wal_and_foreign_keys(tmp_path):
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     for t in ("images", "files", "predictions", "label_events", "current_labels", "claims", "models"):
         assert db[t].exists(), t
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial"]
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_scale_indexes"]
 
 
 def test_migrations_apply_once(tmp_path):
     open_db(tmp_path / "t.db")
     db = open_db(tmp_path / "t.db")
-    assert len(migrations.applied(db)) == 1
+    assert len(migrations.applied(db)) == 2
     assert migrations.pending(db) == []
+
+
+def test_upgrade_from_the_first_schema_keeps_data_and_adds_indexes(tmp_path):
+    """A database made by the first release (m001 only) is migrated on open, data intact."""
+    from sqlite_utils import Database
+
+    old = Database(sqlite3.connect(str(tmp_path / "v1.db")))
+    migrations.apply(old, stop_before="m002_scale_indexes")
+    old.execute("INSERT INTO settings(key, value) VALUES ('k', 'v1 data')")
+    old.conn.commit()
+    old.conn.close()
+    db = open_db(tmp_path / "v1.db")
+    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_scale_indexes"]
+    assert get_setting(db, "k") == "v1 data"
+    names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"idx_pred_conf", "idx_pred_entropy", "idx_pred_class", "idx_current_updated",
+            "idx_events_created"} <= names
+    assert integrity_ok(db)
 
 
 def test_folder_as_db_path_is_a_clear_error(tmp_path):
