@@ -443,6 +443,8 @@ def backup(db_path: Path, dest: Path, as_json: bool) -> None:
     out = do_backup(_open(db_path), dest)
     ok = integrity_ok(open_db(out, migrate=False))
     _emit(as_json, {"backup": str(out), "integrity": ok}, f"Backup written to {out} (integrity {'ok' if ok else 'FAILED'})")
+    if not ok:
+        sys.exit(1)
 
 
 def _register_training_commands() -> None:

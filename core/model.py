@@ -157,6 +157,17 @@ class Classifier:
     # ------------------------------------------------------------ validation
 
     def _validate(self, meta: dict[str, Any]) -> ModelInfo:
+        try:
+            return self._validate_fields(meta)
+        except ModelError:
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError, AttributeError) as e:
+            raise ModelError(
+                f"Model {str(self.path)!r}: metadata does not make sense ({type(e).__name__}: {e}); "
+                f"check the keys {sorted(METADATA_KEYS)}"
+            ) from None
+
+    def _validate_fields(self, meta: dict[str, Any]) -> ModelInfo:
         where = str(self.path)
         inputs = self.session.get_inputs()
         outputs = self.session.get_outputs()
@@ -226,7 +237,7 @@ class Classifier:
         std = [float(v) for v in (std if isinstance(std, list) else [std])]
         if (
             not all(np.isfinite(v) and abs(v) < 1e6 for v in mean + std)
-            or any(s == 0 for s in std)
+            or any(abs(np.float32(s)) < 1e-6 for s in std)
             or len(mean) not in (1, channels)
             or len(std) not in (1, channels)
         ):

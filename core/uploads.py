@@ -356,7 +356,8 @@ def _extract_zip(
     rejected: list[tuple[str, str]] = []
     try:
         zf = zipfile.ZipFile(stream)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, ValueError,
+            EOFError) as e:
         return [], [(shown, f"not a readable zip archive: {e}")]
     with zf:
         try:

@@ -394,10 +394,7 @@ def test_zip_uploads_stay_inside_dest(work, members, corrupt):
     assert all(isinstance(why, str) and why for _, why in rejected)
 
 
-@pytest.mark.xfail(strict=True, raises=NotImplementedError,
-                   reason="core/uploads.py (not ours to edit): zipfile.ZipFile() raises "
-                   "NotImplementedError for an unknown 'version needed to extract'; _extract_zip "
-                   "does not catch it, so one crafted upload crashes the page. Fix proposed.")
+# regression: zipfile raised NotImplementedError for an unknown "version needed to extract"
 def test_known_zip_bug(tmp_path):
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
@@ -508,10 +505,8 @@ def test_models_with_random_metadata_and_output_size(work, meta, out_dim, kind):
     check_classifier(p)
 
 
-@pytest.mark.xfail(strict=True, reason="core/model.py validation gap found by this fuzz (not ours "
-                   "to edit): the metadata value escapes as TypeError/ValueError/KeyError/"
-                   "OverflowError, or loads and predicts NaN. Fix proposed to the lead. (Non-finite "
-                   "mean/std were fixed in 983746a and are now in the general fuzz above.)")
+# regression: these metadata values once escaped as TypeError/ValueError/KeyError/OverflowError
+# or loaded and predicted NaN
 @pytest.mark.parametrize(
     "key, value",
     [
