@@ -473,6 +473,26 @@ def review_item(db: Database, image_id: int, model_id: int | None = None) -> dic
     return r
 
 
+def claim(db: Database, image_ids: list[int], reviewer: str, *, claim_seconds: float = 300) -> list[int]:
+    """Claim the given images for ``reviewer`` (e.g. a grid of thumbnails), skipping those an
+    unexpired claim of another reviewer holds. Returns the ids now claimed, in the given order."""
+    reviewer = clean_reviewer(reviewer)
+    now = time.time()
+    got: list[int] = []
+    with write_tx(db, "claiming images"):
+        for i in image_ids:
+            cur = db.execute(
+                "INSERT INTO claims(image_id, reviewer, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(image_id) DO UPDATE SET reviewer = excluded.reviewer, "
+                "expires_at = excluded.expires_at "
+                "WHERE claims.reviewer = excluded.reviewer OR claims.expires_at <= ?",
+                [i, reviewer, now + claim_seconds, now],
+            )
+            if cur.rowcount:
+                got.append(i)
+    return got
+
+
 def release_claims(db: Database, reviewer: str) -> None:
     with write_tx(db, "releasing claims"):
         db.execute("DELETE FROM claims WHERE reviewer = ?", [clean_reviewer(reviewer)])

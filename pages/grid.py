@@ -78,6 +78,8 @@ if (msg := ss.pop(K.grid_msg, None)) is not None:
 
 try:
     rows = stats.grid_candidates(db, model["id"], cls, reviewer, limit=n, include_auto=with_auto)
+    mine = set(labels.claim(db, [r["image_id"] for r in rows], reviewer))  # others won't get these
+    rows = [r for r in rows if r["image_id"] in mine]
 except SemTriageError as e:
     ui.show_error(e)
     st.stop()

@@ -8,6 +8,7 @@ import pytest
 
 from core.errors import ClaimConflict, NotFound, StoreError
 from core.labels import (
+    claim,
     current_label,
     decide,
     history,
@@ -208,3 +209,12 @@ def test_concurrent_reviewers_never_collide(tmp_path):
     assert n_events == 200
     assert setup.execute("SELECT COUNT(*) FROM current_labels WHERE source = 'human'").fetchone()[0] == 200
     assert integrity_ok(setup)
+
+
+def test_claim_specific_images_for_a_grid(db):
+    ids = [r[0] for r in db.execute("SELECT image_id FROM predictions ORDER BY image_id LIMIT 6")]
+    assert claim(db, ids[:4], "ann") == ids[:4]
+    assert claim(db, ids, "ben") == ids[4:]  # ann's four stay hers
+    assert claim(db, ids[:2], "ann") == ids[:2]  # re-claiming one's own extends it
+    with pytest.raises(ClaimConflict):
+        decide(db, ids[0], "accept", reviewer="ben")
