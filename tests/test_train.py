@@ -180,7 +180,9 @@ def test_train_synthetic_end_to_end_writes_model_and_card(tmp_path):
                              progress=lambda f, m: seen.append(f), classes=CLASSES3, size=64,
                              val_per_class=2, version="tiny-synth")
     assert res.counts["train"] == {c: 4 for c in CLASSES3}
-    assert res.training_data["mixed_images_soft_labels"] == 2  # 20 % of 12, two-class pairs
+    assert res.training_data["mixed_images_soft_labels"] == 4  # 30 % of 12, two-class pairs
+    assert res.training_data["held_out_mixed_images"] == 2
+    assert "mixed_held_out" in res.metrics
     c = tr.read_card(tmp_path / "s.onnx")
     assert c["version"] == "tiny-synth" and c["training_data"]["source"] == "synthetic"
     assert seen[-1] == 1.0 and seen == sorted(seen)
