@@ -109,7 +109,7 @@ def synth(out: Path, n: int, seed: int, mixed_fraction: float, fmt: str, layout:
 @click.option("--from-db", is_flag=True, help="Train on the reviewers' labels in the database.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Output model, e.g. data/models/mine.onnx (card written beside it).")
-@click.option("--epochs", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--epochs", type=click.IntRange(min=1), default=22, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--version", "version", default=None, help="Model version name (metadata).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),

@@ -441,14 +441,20 @@ def _wire_layer(sc: _Scene, amount: float, fibres: bool) -> None:
     if fibres:
         diam = _loguniform(rng, 5.0, 36.0)
         sc.set_scale(_loguniform(rng, 80e-9, 20e-6), diam)
-        n_layers = int(rng.integers(2, 5))
+        n_layers = int(rng.integers(2, 4))
         per_layer = max(2, int(rng.uniform(0.35, 0.8) * S / diam * amount))
-        per_layer = min(per_layer, 22)
+        per_layer = min(per_layer, 18)
         aligned = rng.random() < 0.3
         theta0 = rng.uniform(0, np.pi)
         beads = rng.random() < 0.2
         wiggle = rng.uniform(0.0, 0.08) if rng.random() < 0.5 else rng.uniform(0.05, 0.2)
-        ax, ay, bx, by, rr, zz, yy = [], [], [], [], [], [], []
+        ax: list[np.ndarray] = []
+        ay: list[np.ndarray] = []
+        bx: list[np.ndarray] = []
+        by: list[np.ndarray] = []
+        rr: list[np.ndarray] = []
+        zz: list[np.ndarray] = []
+        yy: list[np.ndarray] = []
         for li in range(n_layers):
             depth = -(n_layers - 1 - li) * diam * rng.uniform(0.7, 1.1)
             for _ in range(per_layer):
@@ -461,14 +467,15 @@ def _wire_layer(sc: _Scene, amount: float, fibres: bool) -> None:
                 pts = _random_path(rng, x0, y0, th, length, step, wiggle / max(1.0, diam / 10))
                 pc = _polyline_pieces(pts, max(6.0, diam * 0.8))
                 r = diam / 2 * math.exp(rng.normal(0, 0.25))
-                ax.append(pc[:, 0]), ay.append(pc[:, 1]), bx.append(pc[:, 2]), by.append(pc[:, 3])
+                for lst, col in ((ax, 0), (ay, 1), (bx, 2), (by, 3)):
+                    lst.append(pc[:, col])
                 rr.append(np.full(len(pc), r, np.float32))
                 zz.append(np.full(len(pc), depth + rng.uniform(0, 0.4 * r), np.float32))
                 yy.append(np.full(len(pc), rng.uniform(0.45, 0.7), np.float32))
                 if beads and rng.random() < 0.5:
                     k = rng.integers(0, len(pc), max(1, len(pc) // 12))
-                    ax.append(pc[k, 0]), ay.append(pc[k, 1]), bx.append(pc[k, 2] + 0.0)
-                    by.append(pc[k, 3])
+                    for lst, col in ((ax, 0), (ay, 1), (bx, 2), (by, 3)):
+                        lst.append(pc[k, col])
                     rr.append(np.full(len(k), r * rng.uniform(1.5, 2.2), np.float32))
                     zz.append(np.full(len(k), depth + rng.uniform(0, 0.4 * r), np.float32))
                     yy.append(np.full(len(k), 0.6, np.float32))
@@ -499,7 +506,8 @@ def _wire_layer(sc: _Scene, amount: float, fibres: bool) -> None:
         pts = _random_path(rng, x0, y0, th, length, max(6.0, length / 6), rng.uniform(0, 0.06))
         pc = _polyline_pieces(pts, max(6.0, 2.5 * diam))
         r = diam / 2 * math.exp(rng.normal(0, 0.15))
-        ax.append(pc[:, 0]), ay.append(pc[:, 1]), bx.append(pc[:, 2]), by.append(pc[:, 3])
+        for lst, col in ((ax, 0), (ay, 1), (bx, 2), (by, 3)):
+            lst.append(pc[:, col])
         rr.append(np.full(len(pc), r, np.float32))
         zz.append(np.full(len(pc), i * 0.02 * r, np.float32))
         yy.append(np.full(len(pc), yw + rng.normal(0, 0.03), np.float32))
@@ -993,9 +1001,10 @@ _TILT_P = {"patterned": 0.45, "mems": 0.6, "tips": 0.0, "nanowires": 0.25, "film
 def _shift(a: np.ndarray, dy: int, dx: int) -> np.ndarray:
     """a shifted so that out[y, x] = a[y + dy, x + dx] (edge values repeated)."""
     h, w = a.shape
-    ys = np.clip(np.arange(h) + dy, 0, h - 1)
-    xs = np.clip(np.arange(w) + dx, 0, w - 1)
-    return a[ys][:, xs]
+    dy, dx = max(-h + 1, min(h - 1, dy)), max(-w + 1, min(w - 1, dx))
+    p = np.pad(a, ((max(0, -dy), max(0, dy)), (max(0, -dx), max(0, dx))), mode="edge")
+    y0, x0 = max(0, dy), max(0, dx)
+    return p[y0 : y0 + h, x0 : x0 + w]
 
 
 def _render_se(sc: _Scene) -> np.ndarray:

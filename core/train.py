@@ -54,10 +54,10 @@ POOL = "avgmax"
 THREADS = 2
 
 # The default model: `python -m core.train --default` (the same as `semtriage train
-# --synthetic 500 --epochs 20 --seed 0 --out data/models/default.onnx --version
+# --synthetic 500 --epochs 22 --seed 0 --out data/models/default.onnx --version
 # default-synth-v1`).
 DEFAULT_N_PER_CLASS = 500
-DEFAULT_EPOCHS = 20
+DEFAULT_EPOCHS = 22
 DEFAULT_SEED = 0
 DEFAULT_VERSION = "default-synth-v1"
 DEFAULT_MIXED_FRACTION = 0.3
@@ -76,7 +76,7 @@ class SemNet(nn.Module):
     """
 
     def __init__(self, n_classes: int, in_channels: int = 1, widths: Sequence[int] = WIDTHS,
-                 dropout: float = 0.1, pool: str = POOL):
+                 dropout: float = 0.05, pool: str = POOL):
         super().__init__()
         layers: list[nn.Module] = []
 
@@ -166,7 +166,7 @@ def stratified_split(labels: Sequence[str], val_fraction: float, seed: int) -> t
 
 
 def augment(x: torch.Tensor, gen: torch.Generator, mean: float = MEAN[0],
-            std: float = STD[0], min_area: float = 0.75, photometric: float = 0.5
+            std: float = STD[0], min_area: float = 0.8, photometric: float = 0.35
             ) -> torch.Tensor:
     """SEM-suited augmentation of a normalised batch (N, C, H, W), on tensors.
 
@@ -467,9 +467,9 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                  batch_size: int = 64, lr: float = 3e-3, widths: Sequence[int] = WIDTHS,
                  training_data: dict[str, Any] | None = None,
                  mixed_x: np.ndarray | None = None, mixed_y: np.ndarray | None = None,
-                 min_area: float = 0.75, cutmix: float = 0.0,
+                 min_area: float = 0.8, cutmix: float = 0.0,
                  val_mixed_x: np.ndarray | None = None, val_mixed_y: np.ndarray | None = None,
-                 pool: str = POOL, photometric: float = 0.5, dropout: float = 0.1,
+                 pool: str = POOL, photometric: float = 0.35, dropout: float = 0.05,
                  weight_decay: float = 1e-4, calibrate_on_mixed: bool = False) -> TrainResult:
     """:func:`train` on inputs already prepared (N, 1, H, W) with integer labels.
 
@@ -560,13 +560,13 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
         val_logits = _logits(model, xva)
         if vmx is not None and val_mixed_y is not None:
             vmy = np.asarray(val_mixed_y, np.int64)
-            soft = np.zeros((len(vmy), k))
-            soft[np.arange(len(vmy)), vmy[:, 0]] += 0.5
-            soft[np.arange(len(vmy)), vmy[:, 1]] += 0.5
+            soft_v = np.zeros((len(vmy), k))
+            soft_v[np.arange(len(vmy)), vmy[:, 0]] += 0.5
+            soft_v[np.arange(len(vmy)), vmy[:, 1]] += 0.5
             lm = _logits(model, vmx)
         if vmx is not None and val_mixed_y is not None and calibrate_on_mixed:
             temperature = fit_temperature(np.concatenate([val_logits, lm]),
-                                          np.concatenate([np.eye(k)[yva], soft]))
+                                          np.concatenate([np.eye(k)[yva], soft_v]))
         else:
             temperature = fit_temperature(val_logits, yva)
         p1 = softmax(val_logits)
@@ -596,7 +596,7 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                                           else "held-out single-class images"),
             }
     else:
-        val_logits, temperature, metrics = np.zeros((0, k)), 1.0, {}
+        val_logits, temperature, metrics = np.zeros((0, k), np.float32), 1.0, {}
     metrics["evaluated_on"] = f"{len(yva)} held-out single-class images"
     counts = {
         "train": {c: int((ytr == i).sum()) for i, c in enumerate(class_names)},
