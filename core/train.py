@@ -105,6 +105,14 @@ class SemNet(nn.Module):
             z = torch.cat([z, F.adaptive_max_pool2d(f, 1).flatten(1)], dim=1)
         return self.head(self.dropout(z))
 
+    def architecture(self) -> dict[str, Any]:
+        """What export_onnx stores as the ``architecture`` metadata (init_from checks it)."""
+        return {"name": "SemNet", "widths": self.widths, "pool": self.pool_mode}
+
+    def describe(self) -> str:
+        """One line for the model card."""
+        return "SemNet " + "-".join(map(str, self.widths)) + f" {self.pool_mode} pooling"
+
 
 def n_parameters(model: nn.Module) -> int:
     return int(sum(p.numel() for p in model.parameters()))
@@ -318,7 +326,7 @@ def classification_report(probs: np.ndarray, labels: np.ndarray,
 
 @dataclass
 class TrainResult:
-    model: SemNet
+    model: nn.Module  # SemNet, or any module with architecture() and describe()
     class_names: list[str]
     temperature: float
     metrics: dict[str, Any]
@@ -670,8 +678,7 @@ def build_card(result: TrainResult, version: str) -> dict[str, Any]:
     m = result.metrics
     return {
         "version": version,
-        "architecture": ("SemNet " + "-".join(map(str, result.model.widths))
-                         + f" {result.model.pool_mode} pooling"),
+        "architecture": result.model.describe(),
         "parameters": result.parameters,
         "input_size": list(result.input_size),
         "channels": result.channels,
@@ -737,8 +744,7 @@ def export_onnx(result: TrainResult, out_path: str | Path, *, version: str,
         "temperature": repr(float(result.temperature)),
         "version": version,
         "training_data": json.dumps(result.training_data, sort_keys=True),
-        "architecture": json.dumps({"name": "SemNet", "widths": result.model.widths,
-                                    "pool": result.model.pool_mode}),
+        "architecture": json.dumps(result.model.architecture()),
     }
     del proto.metadata_props[:]
     for k, v in meta.items():
