@@ -323,7 +323,20 @@ class Classifier:
             parts = [self.run(batch[i : i + fixed]) for i in range(0, len(batch), fixed)]
             return np.concatenate(parts)
         raw = self.session.run(None, {self.info.input_name: batch.astype(np.float32, copy=False)})[0]
-        return self.calibrate(raw)
+        probs = self.calibrate(raw)
+        blank = self.blank_rows(batch)
+        if blank.any():
+            probs[blank] = 1.0 / probs.shape[1]
+        return probs
+
+    def blank_rows(self, batch: np.ndarray) -> np.ndarray:
+        """Which prepared inputs carry no image: less than one grey level (1/255 of the
+        scan's range) of variation, e.g. a scan taken with the beam blanked. A model says
+        something about any input; on these it would be a confident guess about nothing, so
+        :meth:`run` gives them a uniform distribution (they land in the *uncertain* queue)."""
+        x = np.asarray(batch, dtype=np.float32).reshape(len(batch), len(self.info.std), -1)
+        spread = x.std(axis=2) * np.asarray(self.info.std, np.float32)  # in scan units
+        return np.asarray((spread < 1.0 / 255).all(axis=1))
 
     def predict(self, scans: Sequence[np.ndarray], batch_size: int = 32) -> np.ndarray:
         """Scans (2-D [0,1], bar cropped) → (N, K) probabilities, in batches."""

@@ -10,7 +10,10 @@ from core.model import Classifier, available_providers
 from core.registry import list_models, register_model
 from core.store import open_db
 
-GREYS = [np.full((40, 50), v, np.float32) for v in (0.05, 0.3, 0.5, 0.7, 0.95)]
+# grey scans with some texture (a perfectly flat image counts as blank: see the test below)
+_RNG = np.random.default_rng(0)
+GREYS = [np.clip(v + _RNG.uniform(-0.03, 0.03, (40, 50)), 0, 1).astype(np.float32)
+         for v in (0.05, 0.3, 0.5, 0.7, 0.95)]
 
 
 def test_logits_and_probabilities_models_agree(tiny_model):
@@ -135,3 +138,21 @@ def test_cuda_fallback_is_reported_not_hidden(tiny_model, monkeypatch):
     assert c.provider == "CPUExecutionProvider"
     with pytest.raises(ProviderError, match="fell back to CPUExecutionProvider"):
         Classifier(tiny_model(), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+
+
+def test_blank_scans_get_no_opinion(tiny_model, sem_fixtures):
+    """A scan with no signal (the FEI fixtures' beam-blanked black scan area, a flat grey) gets
+    a uniform distribution — it lands in the uncertain queue instead of a confident guess."""
+    from core.imageio import read_image
+    from core.routing import route
+
+    clf = Classifier(tiny_model("blank"))
+    flat = [np.zeros((40, 50), np.float32), np.full((40, 50), 0.6, np.float32),
+            np.full((40, 50), 0.6, np.float32) + np.float32(0.001) * (np.arange(50) % 2)]
+    probs = clf.predict(flat + GREYS)
+    np.testing.assert_allclose(probs[:3], 1 / 3, atol=1e-6)
+    assert all(route(p, clf.class_names)[0] == "uncertain" for p in probs[:3])
+    assert (probs[3:].max(axis=1) > 0.5).all()  # textured images keep the model's opinion
+    black = read_image(sem_fixtures / "FEI-Helios-Ebeam-8bits.tif").scan
+    zeiss = read_image(sem_fixtures / "test_tiff_Zeiss_SEM_1k.tif").scan
+    assert clf.blank_rows(np.stack([clf.prepare(black), clf.prepare(zeiss)])).tolist() == [True, False]
