@@ -52,9 +52,6 @@ STD = [0.25]
 WIDTHS = (24, 32, 64, 128)
 POOL = "avgmax"
 THREADS = 2
-# softmax: cross-entropy (soft labels on mixed images); multilabel: one sigmoid per class
-# (binary cross-entropy: both classes of a mixed image are "present"); both: the sum.
-LOSSES = ("softmax", "multilabel", "both")
 
 # The default model: `python -m core.train --default` (the same as `semtriage train
 # --synthetic 500 --epochs 22 --seed 0 --out data/models/default.onnx --version
@@ -481,8 +478,7 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                  min_area: float = 0.8, cutmix: float = 0.0,
                  val_mixed_x: np.ndarray | None = None, val_mixed_y: np.ndarray | None = None,
                  pool: str = POOL, photometric: float = 0.35, dropout: float = 0.05,
-                 weight_decay: float = 1e-4, calibrate_on_mixed: bool = False,
-                 loss: str = "softmax", bce_weight: float = 1.0) -> TrainResult:
+                 weight_decay: float = 1e-4, calibrate_on_mixed: bool = False) -> TrainResult:
     """:func:`train` on inputs already prepared (N, 1, H, W) with integer labels.
 
     ``mixed_x`` / ``mixed_y`` (M, 2): images showing two classes, trained towards half of the
@@ -494,8 +490,6 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
     (soft targets for the mixed ones) instead of on the single-class ones alone.
     """
     t0 = time.perf_counter()
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {loss!r}")
     torch.set_num_threads(THREADS)
     torch.manual_seed(seed)
     class_names = list(class_names)
@@ -549,13 +543,7 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                 xb, tb = _cutmix(xb, tb, cutmix, gen)
             out = model(xb)
             sw = sample_w[idx]
-            per = torch.zeros(len(idx))
-            if loss != "multilabel":
-                per = per - (tb * F.log_softmax(out, 1)).sum(1)
-            if loss != "softmax":
-                per = per + bce_weight * F.binary_cross_entropy_with_logits(
-                    out, (tb > 0).float(), reduction="none").sum(1)
-            loss_v = (per * sw).sum() / sw.sum()
+            loss_v = (-(tb * F.log_softmax(out, 1)).sum(1) * sw).sum() / sw.sum()
             opt.zero_grad(set_to_none=True)
             loss_v.backward()
             opt.step()
