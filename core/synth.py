@@ -1358,6 +1358,8 @@ def _write_one(job: tuple[str, int, str, str | None, int, int, bool | None, str,
     name = f"{i:05d}_{cls}" + (f"+{mix}" if mix else "")
     if layout == "flat":
         rel = f"{name}.{fmt}"
+    elif layout == "blind":  # nothing in the name gives the class away (the demo's reviewers)
+        rel = f"sem_{i:05d}.{fmt}"
     elif mix:
         rel = f"_mixed/{name}.{fmt}"
     else:
@@ -1376,13 +1378,13 @@ def write_dataset(out_dir: str | Path, n: int, *, seed: int = 0,
 
     ``layout='flat'``: ``00012_films.tif``; ``'folders'``: ``films/00012.tif`` — mixed
     images go to ``_mixed/00012_particles+fibres.tif`` (folder-per-class readers skip folders
-    starting with ``_``). ``workers`` > 1 generates in that many processes (same files: every
+    starting with ``_``); ``'blind'``: ``sem_00012.tif``, the class only in the ground truth. ``workers`` > 1 generates in that many processes (same files: every
     image has its own seed). Returns the path of ``ground_truth.jsonl``.
     """
     if fmt not in ("tif", "png"):
         raise ValueError(f"fmt must be 'tif' or 'png', got {fmt!r}")
-    if layout not in ("flat", "folders"):
-        raise ValueError(f"layout must be 'flat' or 'folders', got {layout!r}")
+    if layout not in ("flat", "folders", "blind"):
+        raise ValueError(f"layout must be 'flat', 'folders' or 'blind', got {layout!r}")
     if n < 0:
         raise ValueError(f"n must be ≥ 0, got {n!r}")
     out = Path(out_dir)

@@ -145,6 +145,17 @@ def test_write_dataset_folders_png(tmp_path):
     assert {r["class"] for r in recs if not r["mixed"]} == {"particles", "fibres", "films"}
 
 
+def test_blind_layout_hides_the_class_from_file_names(tmp_path):
+    """The demo's images: a reviewer must not read the answer off the file name."""
+    synth.write_dataset(tmp_path, 12, seed=3, size=48, fmt="png", layout="blind",
+                        mixed_fraction=0.25)
+    recs = synth.read_ground_truth(tmp_path)
+    assert len({r["file"] for r in recs}) == 12
+    for r in recs:
+        assert (tmp_path / r["file"]).is_file() and "/" not in r["file"]
+        assert not any(c in r["file"] for c in synth.CLASSES)
+
+
 @pytest.mark.parametrize("fmt", ["tif", "png"])
 def test_datasets_are_byte_for_byte_reproducible(tmp_path, fmt):
     a = synth.write_dataset(tmp_path / "a", 6, seed=9, size=64, fmt=fmt, mixed_fraction=0.3)
