@@ -18,12 +18,16 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import ClaimConflict, NotFound, StoreError
-from core.store import now_iso, write_tx
+from core.store import get_setting, now_iso, set_setting, write_tx
 
 SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 ORDERS = ("margin", "confidence", "entropy", "file", "random")
 QUEUE_CHOICES = ("uncertain", "mixed", "auto", "all")
+# active-learning names of the orders (what the Review page and `semtriage queue` show)
+ORDER_NAMES = {"confidence": "least confidence", "margin": "margin", "entropy": "entropy",
+               "random": "random", "file": "file name"}
+DEFAULT_ORDER = "margin"
 _LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
 
 
@@ -348,10 +352,9 @@ def _file_walk_threshold(db: Database, n: int) -> int:
 
 
 def _queue_at_least(db: Database, model_id: int, queue: str, k: int) -> bool:
-    return db.execute(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM predictions WHERE model_id = ? AND queue = ? "
-        "AND done = 0 LIMIT ?)",
-        [model_id, queue, k],
+    return db.execute(  # trigger-kept counts (migration m006)
+        "SELECT COALESCE(SUM(n), 0) FROM pred_counts WHERE model_id = ? AND queue = ? AND done = 0",
+        [model_id, queue],
     ).fetchone()[0] >= k
 
 
@@ -365,12 +368,33 @@ def queue_counts(db: Database, model_id: int | None = None) -> dict[str, int]:
     out.update(
         dict(
             db.execute(
-                "SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND done = 0 GROUP BY queue",
+                "SELECT queue, SUM(n) FROM pred_counts WHERE model_id = ? AND done = 0 "
+                "GROUP BY queue HAVING SUM(n) > 0",  # trigger-kept counts (migration m006)
                 [model_id],
             ).fetchall()
         )
     )
     return out
+
+
+def _order_key(queue: str) -> str:
+    if queue not in QUEUE_CHOICES:
+        raise StoreError(f"Unknown queue {queue!r}; expected one of {', '.join(QUEUE_CHOICES)}")
+    return f"queue_order.{queue}"
+
+
+def queue_order(db: Database, queue: str) -> str:
+    """The stored default review order of ``queue`` (``margin`` until one is set)."""
+    order = get_setting(db, _order_key(queue), DEFAULT_ORDER) or DEFAULT_ORDER
+    return order if order in ORDERS else DEFAULT_ORDER
+
+
+def set_queue_order(db: Database, queue: str, order: str) -> None:
+    """Store ``order`` as ``queue``'s default review order (for everyone: the Review page opens
+    the queue in it, ``semtriage queue`` without ``--order`` uses it)."""
+    if order not in ORDERS:
+        raise StoreError(f"Unknown order {order!r}; expected one of {', '.join(ORDERS)}")
+    set_setting(db, _order_key(queue), order)
 
 
 def next_images(
@@ -379,7 +403,7 @@ def next_images(
     reviewer: str,
     *,
     n: int = 1,
-    order: str = "margin",
+    order: str | None = None,
     claim_seconds: float = 300,
     model_id: int | None = None,
 ) -> list[dict[str, Any]]:
@@ -388,11 +412,14 @@ def next_images(
     Images claimed (unexpired) by another reviewer, labelled by a human, or skipped by this
     reviewer are passed over; skipped ones come back once nothing else is left. The reviewer's
     own claims are returned again (a page refresh shows the same image). Each row has the
-    image, its prediction (``probs`` as {class: p}) and ``queue``/``reason``.
+    image, its prediction (``probs`` as {class: p}) and ``queue``/``reason``. ``order``: one of
+    ``ORDERS``; None = the queue's stored default (:func:`queue_order`).
     """
     reviewer = clean_reviewer(reviewer)
     if queue not in QUEUE_CHOICES:
         raise StoreError(f"Unknown queue {queue!r}; expected one of {', '.join(QUEUE_CHOICES)}")
+    if order is None:
+        order = queue_order(db, queue)
     if order == "informative":
         order = "margin"
     if order not in ORDERS:

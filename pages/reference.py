@@ -1,11 +1,12 @@
 """Reference set: every labelled image, searchable and filterable, paginated in SQL. Select a
-row to see the image, its full label history, and to relabel it."""
+row to see the image, its full label history, and to relabel it. The "Likely mislabelled" view
+runs the label-issue finder (core/label_issues.py) and lists its findings to keep or relabel."""
 
 import pandas as pd
 import streamlit as st
 
 import ui
-from core import labels, stats
+from core import label_issues, labels, stats
 from core.errors import SemTriageError
 
 ui.page()
@@ -18,6 +19,68 @@ if not fac["labels"]:
     st.info("No labelled images yet — review some on **Review** or **Grid confirm**, or ingest "
             "folders with *labels from folder names*.", icon=":material/info:")
     st.page_link("pages/review.py", label="Go to Review", icon=":material/rate_review:")
+    st.stop()
+ISSUES_SHOWN = 20
+
+
+def resolve(iid: int, action: str) -> None:
+    try:
+        label_issues.resolve_issue(db, iid, ui.reviewer(), action)
+    except SemTriageError as e:
+        ss["li_msg"] = str(e)
+    ui.clear_after_label()
+
+
+def issues_view() -> None:
+    """Run the finder (with a progress bar), then the open issues, most likely wrong first."""
+    run, counts = label_issues.last_run(db), label_issues.issue_counts(db)
+    c = st.columns([4, 1], vertical_alignment="bottom")
+    c[0].caption("Images whose label a model trained without them (nor their near-copies) "
+                 "contradicts: out-of-fold texture classifier + confident learning (cleanlab). "
+                 + (f"Last run {run['run_at']}: {run['flagged']} flagged of {run['labels']}; open "
+                    f"{counts['open']}, kept {counts['kept']}, relabelled {counts['relabelled']}."
+                    if run else "Not run yet."))
+    if c[1].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
+                   width="stretch"):
+        bar = st.progress(0.0, text="starting…")
+        try:
+            rep = label_issues.find_issues(db, progress=lambda f, m: bar.progress(f, text=m))
+        except SemTriageError as e:
+            bar.empty()
+            ui.show_error(e)
+        else:
+            bar.empty()
+            st.success(rep.summary(), icon=":material/task_alt:")
+    if (msg := ss.pop("li_msg", None)) is not None:
+        st.error(msg, icon=":material/error:")
+    rows = label_issues.issue_queue(db, limit=ISSUES_SHOWN)
+    if not rows:
+        if run:
+            st.info("No open label issues.", icon=":material/task_alt:")
+        return
+    st.caption(f"The {len(rows)} most likely mislabelled of {label_issues.issue_counts(db)['open']} open. "
+               "Keep: the label is right (not flagged again). Relabel: take the suggestion.")
+    who = ui.reviewer()
+    for r in rows:
+        iid = r["image_id"]
+        with st.container(border=True, key=f"li_row_{iid}", horizontal=True, vertical_alignment="center"):
+            if (thumb := stats.thumbnail(db, iid)) is not None:
+                st.image(thumb, width=96)
+            st.markdown(f"**{ui.esc(r['name'])}**  \nlabel **{ui.esc(r['given'])}** · suggested "
+                        f"**{ui.esc(r['suggested'])}**  \np(label) {r['score']:.2f} · "
+                        f"p(suggested) {r['suggested_p']:.2f}", width="stretch")
+            st.button("Keep", key=f"li_keep_{iid}", icon=":material/check:", disabled=not who,
+                      on_click=resolve, args=(iid, "keep"))
+            st.button(f"Relabel as {ui.esc(r['suggested'])}", key=f"li_relabel_{iid}", type="primary",
+                      icon=":material/edit:", disabled=not who, on_click=resolve, args=(iid, "relabel"),
+                      help=None if who else "Type your name in the sidebar first")
+
+
+view = st.segmented_control("View", ["all", "issues"], key="ref_view", required=True, default="all",
+                            format_func={"all": "All labels", "issues": "Likely mislabelled"}.get,
+                            persist_state="session")
+if view == "issues":
+    issues_view()
     st.stop()
 
 c = st.columns([2, 2, 2])

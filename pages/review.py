@@ -104,17 +104,32 @@ def actions(item: dict, back: int | None) -> None:
                       args=(None,))
 
 
+def queue_changed() -> None:
+    """Another queue: give back held images and open it in its stored default order."""
+    ui.review_release()
+    ss[K.review_order] = labels.queue_order(db, ss[K.review_queue])
+
+
+def order_changed() -> None:
+    """Another order: give back held images and store it as this queue's default."""
+    ui.review_release()
+    try:
+        labels.set_queue_order(db, ss[K.review_queue], ss[K.review_order])
+    except SemTriageError as e:
+        ss[K.review_msg] = ("error", str(e))
+
+
 @st.fragment
 def panel() -> None:
     top = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
     ss.setdefault(K.review_queue, "uncertain")
-    ss.setdefault(K.review_order, "margin")
+    ss.setdefault(K.review_order, labels.queue_order(db, ss[K.review_queue]))
     queue = top.segmented_control(
         "Queue", list(ui.QUEUE_LABELS), format_func=ui.QUEUE_LABELS.get, key=K.review_queue,
-        required=True, persist_state="session", on_change=ui.review_release)
+        required=True, persist_state="session", on_change=queue_changed)
     order = top.segmented_control(
         "Order", list(ui.ORDER_LABELS), format_func=ui.ORDER_LABELS.get, key=K.review_order,
-        required=True, persist_state="session", on_change=ui.review_release, help=ui.ORDER_HELP)
+        required=True, persist_state="session", on_change=order_changed, help=ui.ORDER_HELP)
     hist, back = ss.setdefault(K.review_hist, []), ss.get(K.review_back)
     try:
         if back is not None:

@@ -1,0 +1,91 @@
+"""AppTest for the active-learning parts of the app: the Review page's order is stored per queue,
+and the Reference set page's "Likely mislabelled" view finds flipped labels and resolves them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+from test_app import build_app_db
+from test_label_issues import build_reference, flip
+
+from core import labels
+from core.ingest import ingest
+from core.label_issues import issue_counts
+from core.store import open_db
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture(autouse=True)
+def navigation_v2(monkeypatch):
+    """As in test_app.py: AppTest must not fall back to running page files alone."""
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def start(page: str, db_path: Path, monkeypatch, reviewer: str = "alice") -> AppTest:
+    monkeypatch.setenv("SEMTRIAGE_DB", str(db_path))
+    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(db_path.parent))
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.text_input(key="reviewer").input(reviewer).run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_review_order_is_stored_per_queue(tmp_path, monkeypatch):
+    path = build_app_db(tmp_path)
+    at = start("pages/review.py", path, monkeypatch)
+    assert at.button_group(key="review_order").value == "margin"
+    at.button_group(key="review_queue").set_value("all").run()
+    at.button_group(key="review_order").set_value("confidence").run()
+    assert not at.exception
+    db = open_db(path)
+    assert labels.queue_order(db, "all") == "confidence"
+    assert labels.queue_order(db, "uncertain") == "margin"
+    first = db.execute("SELECT image_id FROM predictions WHERE done = 0 ORDER BY p1, image_id").fetchone()[0]
+    assert at.session_state["review_current"] == first
+    at.button_group(key="review_queue").set_value("uncertain").run()
+    assert at.button_group(key="review_order").value == "margin", "each queue opens in its own order"
+    at.button_group(key="review_queue").set_value("all").run()
+    assert at.button_group(key="review_order").value == "confidence"
+
+    fresh = start("pages/review.py", path, monkeypatch, reviewer="bob")  # a new session
+    fresh.button_group(key="review_queue").set_value("all").run()
+    assert fresh.button_group(key="review_order").value == "confidence"
+
+
+def test_likely_mislabelled_view_finds_and_resolves(tmp_path, monkeypatch):
+    path = tmp_path / "data" / "ref.db"
+    db = open_db(path)
+    ingest(db, [build_reference(tmp_path / "ref")], labels_from_folders=True)
+    truth = flip(db, 4)
+    at = start("pages/reference.py", path, monkeypatch)
+    at.button_group(key="ref_view").set_value("issues").run()
+    assert not at.exception
+    at.button(key="li_run").click().run(timeout=120)
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("likely mislabelled of 48" in s.value for s in at.success), [e.value for e in at.error]
+    shown = {int(b.key.rsplit("_", 1)[1]) for b in at.button if b.key and b.key.startswith("li_keep_")}
+    wrong = sorted(shown & set(truth))
+    assert len(wrong) >= 3
+    iid = wrong[0]
+    at.button(key=f"li_relabel_{iid}").click().run()
+    assert not at.exception
+    cur = labels.current_label(db, iid)
+    assert cur["label"] == truth[iid] and cur["reviewer"] == "alice" and cur["action"] == "relabel"
+    assert not [b for b in at.button if b.key == f"li_relabel_{iid}"], "a resolved issue leaves the list"
+    other = wrong[1]
+    at.button(key=f"li_keep_{other}").click().run()
+    counts = issue_counts(db)
+    assert counts["kept"] == 1 and counts["relabelled"] == 1
+    assert labels.current_label(db, other)["label"] != truth[other], "keep leaves the label alone"
