@@ -29,9 +29,10 @@ class _EpochPrinter:
     def __call__(self, fraction: float, message: str) -> None:
         if not self.enabled:
             return
-        if message.startswith("epoch") or fraction >= self.next or fraction >= 1.0:
+        epoch = message.startswith("epoch") or ": epoch " in message
+        if epoch or fraction >= self.next or fraction >= 1.0:
             click.echo(f"[{100 * fraction:5.1f}%] {message}", err=True)
-            if not message.startswith("epoch"):
+            if not epoch:
                 self.next = fraction + 0.1
 
 
@@ -65,7 +66,7 @@ def card_summary(card: dict[str, Any]) -> str:
               show_default=True, help="Share of deliberately mixed (two-class) images.")
 @click.option("--format", "fmt", type=click.Choice(["tif", "png"]), default="tif",
               show_default=True)
-@click.option("--layout", type=click.Choice(["flat", "folders"]), default="flat",
+@click.option("--layout", type=click.Choice(["flat", "folders", "blind"]), default="flat",
               show_default=True, help="folders: one sub-folder per class (mixed in _mixed/).")
 @click.option("--size", type=click.IntRange(min=32), default=256, show_default=True,
               help="Image width and height in pixels.")
@@ -106,26 +107,62 @@ def synth(out: Path, n: int, seed: int, mixed_fraction: float, fmt: str, layout:
               help="Train on N synthetic images per class (generated on the fly).")
 @click.option("--folder", type=click.Path(exists=True, file_okay=False, path_type=Path),
               default=None, help="Train on a folder-per-class tree.")
-@click.option("--from-db", is_flag=True, help="Train on the reviewers' labels in the database.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output model, e.g. data/models/mine.onnx (card written beside it).")
-@click.option("--epochs", type=click.IntRange(min=1), default=22, show_default=True)
+@click.option("--from-db", is_flag=True,
+              help="Train a candidate on the reviewers' labels in the database (whole groups "
+              "held out), compare it with the active model and register it, not active.")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --from-db: the database (default: SEMTRIAGE_DB or data/semtriage.db).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Output model, e.g. data/models/mine.onnx (card written beside it); with "
+              "--from-db default <db folder>/models/retrained/VERSION.onnx.")
+@click.option("--epochs", type=click.IntRange(min=1), default=22, show_default=True,
+              help="CNN epochs.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--version", "version", default=None, help="Model version name (metadata).")
 @click.option("--init-from", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Start from this model's weights (one made by semtriage).")
+@click.option("--family", type=click.Choice(["cnn", "texture", "best"]), default="cnn",
+              show_default=True, help="--from-db: CNN, texture features + linear head, or "
+              "both keeping the better on the held-out groups.")
+@click.option("--holdout", type=click.FloatRange(0.05, 0.5), default=0.2, show_default=True,
+              help="--from-db: share of labelled images held out (whole groups).")
+@click.option("--group-pattern", default=None,
+              help=r"--from-db: regex on file names whose match (first group) names the "
+              r"specimen / session, e.g. '^(S\d+)_'; images sharing it are held out together.")
+@click.option("--no-folder-groups", is_flag=True,
+              help="--from-db: do not group images by folder (when one folder mixes specimens); "
+              "file-name pattern and near-copies still group.")
+@click.option("--synthetic-per-class", type=click.IntRange(min=0), default=0, show_default=True,
+              help="--from-db: add N synthetic images per class to training (never held out).")
+@click.option("--init-from-active", is_flag=True,
+              help="--from-db: start the CNN from the active model's weights.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output (the card).")
-def train(n_per_class: int | None, folder: Path | None, from_db: bool, out: Path, epochs: int,
-          seed: int, version: str | None, init_from: Path | None, as_json: bool) -> None:
+def train(n_per_class: int | None, folder: Path | None, from_db: bool, db_path: Path | None,
+          out: Path | None, epochs: int, seed: int, version: str | None, init_from: Path | None,
+          family: str, holdout: float, group_pattern: str | None, no_folder_groups: bool,
+          synthetic_per_class: int, init_from_active: bool, as_json: bool) -> None:
     """Train a classifier, calibrate it, export ONNX + model card.
 
-    Exactly one of --synthetic N, --folder DIR, --from-db.
+    Exactly one of --synthetic N, --folder DIR, --from-db. With --from-db the model is a
+    candidate: see `semtriage model compare / promote / discard`.
     """
     chosen = [n_per_class is not None, folder is not None, from_db]
     if sum(chosen) != 1:
         raise click.UsageError("Give exactly one of --synthetic N, --folder DIR, --from-db")
     if from_db:
-        raise click.UsageError("not yet")
+        _train_from_db(db_path, out, epochs, seed, version, init_from, family, holdout,
+                       group_pattern, not no_folder_groups, synthetic_per_class,
+                       init_from_active, as_json)
+        return
+    if out is None:
+        raise click.UsageError("Give --out PATH.onnx for the model")
+    from_db_only = {"--family": family != "cnn", "--holdout": holdout != 0.2,
+                    "--group-pattern": group_pattern, "--no-folder-groups": no_folder_groups,
+                    "--synthetic-per-class": synthetic_per_class,
+                    "--init-from-active": init_from_active, "--db": db_path}
+    used = [k for k, v in from_db_only.items() if v]
+    if used:
+        raise click.UsageError(f"{', '.join(used)} only apply with --from-db")
     from core import train as tr
 
     printer = _EpochPrinter(True)
@@ -146,6 +183,47 @@ def train(n_per_class: int | None, folder: Path | None, from_db: bool, out: Path
     else:
         click.echo(f"Wrote {out} and {tr.card_path(out)}")
         click.echo(card_summary(card))
+
+
+def _train_from_db(db_path: Path | None, out: Path | None, epochs: int, seed: int,
+                   version: str | None, init_from: Path | None, family: str, holdout: float,
+                   group_pattern: str | None, use_folder: bool, synthetic_per_class: int,
+                   init_from_active: bool, as_json: bool) -> None:
+    from core.config import Settings
+    from core.retrain import RetrainOptions, retrain
+    from core.store import open_db
+
+    if init_from is not None:
+        raise click.UsageError("With --from-db use --init-from-active (the active model's "
+                               "weights); --init-from is for --folder training")
+    settings = Settings.from_env()
+    path = db_path or Path(settings.db)
+    if not path.is_file():
+        raise click.ClickException(f"No database {str(path)!r}; run `semtriage init` and "
+                                   "`semtriage ingest` first, or give --db")
+    if out is not None:
+        if out.suffix.lower() != ".onnx":
+            raise click.UsageError(f"--out {str(out)!r}: expected a file name ending in .onnx")
+        version = version or out.stem
+        if out.stem != version:
+            raise click.UsageError(f"--out {str(out)!r} and --version {version!r} differ; with "
+                                   "--from-db the file is named after the version")
+    out_dir = out.parent if out is not None else path.resolve().parent / "models" / "retrained"
+    opts = RetrainOptions(family=family, holdout=holdout, group_pattern=group_pattern,
+                          use_folder=use_folder, synthetic_per_class=synthetic_per_class,
+                          init_from_active=init_from_active, epochs=epochs, seed=seed,
+                          version=version)
+    try:
+        res = retrain(open_db(path), opts, out_dir, settings=settings,
+                      progress=_EpochPrinter(not as_json))
+    except SemTriageError as e:
+        raise _fail(e) from None
+    if as_json:
+        click.echo(json.dumps(res.to_json(), indent=2, default=str))
+    else:
+        click.echo(res.summary())
+        click.echo(f"Not active yet: `semtriage model promote {res.model['version']}` or "
+                   f"`semtriage model discard {res.model['version']}`")
 
 
 @click.command()

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.config import DEFAULT_MODEL, IMAGE_SUFFIXES
-from core.errors import ImageReadError, ModelError
+from core.errors import Cancelled, ImageReadError, ModelError
 from core.preprocess import prepare
 
 ProgressFn = Callable[[float, str], None]
@@ -478,8 +479,12 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                  min_area: float = 0.8, cutmix: float = 0.0,
                  val_mixed_x: np.ndarray | None = None, val_mixed_y: np.ndarray | None = None,
                  pool: str = POOL, photometric: float = 0.35, dropout: float = 0.05,
-                 weight_decay: float = 1e-4, calibrate_on_mixed: bool = False) -> TrainResult:
+                 weight_decay: float = 1e-4, calibrate_on_mixed: bool = False,
+                 cancel: threading.Event | None = None) -> TrainResult:
     """:func:`train` on inputs already prepared (N, 1, H, W) with integer labels.
+
+    ``cancel``: checked before every batch; when set, :class:`core.errors.Cancelled` is raised
+    (within one batch, not one epoch).
 
     ``mixed_x`` / ``mixed_y`` (M, 2): images showing two classes, trained towards half of the
     probability on each (soft labels), so that such images come out split at inference.
@@ -534,6 +539,8 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
         perm = torch.randperm(len(xt), generator=gen)
         tot_loss, n_seen, n_right = 0.0, 0, 0
         for s in range(steps_per_epoch):
+            if cancel is not None and cancel.is_set():
+                raise Cancelled(f"Training cancelled in epoch {ep + 1}/{epochs}")
             idx = perm[s * batch_size : (s + 1) * batch_size]
             if len(idx) < 2:
                 continue

@@ -383,3 +383,51 @@ def test_backup_while_writers_write_then_restore(tmp_path):
 def _summary():
     yield
     print(f"\nkills survived: predict {KILLS['predict']}, export {KILLS['export']}")
+
+
+# ---------------------------------------------------------------- training
+
+
+def test_kill_training_from_db_repeatedly_then_rerun(tmp_path):
+    """kill -9 during `semtriage train --from-db` (reading images, training, exporting,
+    registering): the database stays sound with its labels and no half-registered candidate;
+    no model file is left under the final name; a re-run registers exactly one candidate."""
+    from retrain_fixtures import build_labelled_db
+
+    from core.registry import list_models
+
+    db_path = build_labelled_db(tmp_path)
+    out_dir = tmp_path / "models" / "retrained"
+    db = open_db(db_path)
+    before = human_labels(db)
+    models_before = [m["id"] for m in list_models(db)]
+    db.conn.close()
+    args = ["train", "--from-db", "--db", str(db_path), "--family", "cnn", "--epochs", "60",
+            "--holdout", "0.3", "--version", "killed"]
+    rng = random.Random(20261121)
+    landed = 0
+    for attempt in range(3):
+        delay = rng.uniform(3.0, 9.0)  # python + torch start in ~3 s; training runs for longer
+        print(f"kill {attempt}: after {delay:.1f} s")
+        p = subprocess.Popen([*CLI, *args], env=ENV, cwd=PROJECT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        landed += p.poll() is None
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        db = open_db(db_path)
+        assert integrity_ok(db)
+        assert [m["id"] for m in list_models(db)] == models_before, "a killed run registered a model"
+        assert db.execute("SELECT COUNT(*) FROM model_images").fetchone()[0] == 0
+        assert human_labels(db) == before
+        db.conn.close()
+        assert not (out_dir / "killed.onnx").exists(), "model file left under its final name"
+    assert landed >= 1, "no kill landed while training ran"
+    r = cli(db_path, "train", "--from-db", *args[4:], timeout=300)  # the same run, to the end
+    assert r.returncode == 0, r.stderr
+    db = open_db(db_path)
+    assert integrity_ok(db)
+    ms = list_models(db)
+    assert [m["version"] for m in ms if m["id"] not in models_before] == ["killed"]
+    assert (out_dir / "killed.onnx").is_file()
+    assert human_labels(db) == before

@@ -152,11 +152,13 @@ def test_cli_synth_writes_a_dataset(tmp_path):
     assert (out / "_mixed").is_dir()
 
 
-def test_cli_train_needs_exactly_one_source_and_from_db_is_not_yet(tmp_path):
+def test_cli_train_needs_exactly_one_source_and_an_output(tmp_path):
     r = CliRunner().invoke(train_cmd, ["--out", str(tmp_path / "m.onnx")])
     assert r.exit_code == 2 and "exactly one" in r.output
-    r = CliRunner().invoke(train_cmd, ["--from-db", "--out", str(tmp_path / "m.onnx")])
-    assert r.exit_code == 2 and "not yet" in r.output
+    r = CliRunner().invoke(train_cmd, ["--from-db", "--synthetic", "4"])
+    assert r.exit_code == 2 and "exactly one" in r.output
+    r = CliRunner().invoke(train_cmd, ["--synthetic", "4"])
+    assert r.exit_code == 2 and "--out" in r.output
 
 
 def test_cli_train_folder_and_card(tmp_path):
@@ -187,3 +189,25 @@ def test_train_synthetic_end_to_end_writes_model_and_card(tmp_path):
     assert c["version"] == "tiny-synth" and c["training_data"]["source"] == "synthetic"
     assert seen[-1] == 1.0 and seen == sorted(seen)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.card.json", "s.onnx"]
+
+
+def test_cancel_stops_training_within_a_batch():
+    """A set cancel event stops train_arrays before the next batch with a clear error."""
+    import threading
+
+    from core.errors import Cancelled
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(0, 1, (64, 1, 32, 32)).astype(np.float32)
+    y = np.arange(64) % 2
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def progress(f: float, m: str) -> None:
+        seen.append(m)
+        stop.set()  # cancel after the first epoch's report
+
+    with pytest.raises(Cancelled, match="epoch 2/50"):
+        tr.train_arrays(x, y, x[:8], y[:8], class_names=["a", "b"], epochs=50, seed=0,
+                           batch_size=16, progress=progress, cancel=stop)
+    assert len([m for m in seen if m.startswith("epoch")]) == 1

@@ -1,0 +1,148 @@
+"""The Models page's Retrain tab and threshold recommendation through AppTest: training runs in
+the background (a rerun neither starts a second run nor loses it), can be cancelled, ends in a
+side-by-side comparison, and Promote switches the model; Apply writes the recommended
+threshold. Admin-only controls are absent for others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import build_tiny_model, write_images
+from retrain_fixtures import build_labelled_db
+from streamlit.runtime.pages_manager import PagesManager
+from streamlit.testing.v1 import AppTest
+
+from core import jobs, labels
+from core.ingest import ingest
+from core.model import Classifier
+from core.registry import active_model, list_models, register_model
+from core.routing import get_thresholds
+from core.store import backup, open_db
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def navigation_v2(monkeypatch):
+    """As in test_app.py: AppTest must not fall back to running page files alone."""
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory) -> Path:
+    return build_labelled_db(tmp_path_factory.mktemp("rt_app"))
+
+
+@pytest.fixture
+def app_db(template, tmp_path, monkeypatch) -> Path:
+    src = open_db(template)
+    path = backup(src, tmp_path / "data" / "app.db")
+    src.conn.close()
+    monkeypatch.setenv("SEMTRIAGE_DB", str(path))
+    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
+    yield path
+    job = jobs.get_job("retrain:" + str(path.resolve()))
+    if job is not None:  # never leave a thread behind for the next test
+        job.cancel()
+        job.wait(60)
+
+
+def start(reviewer: str = "alice") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.text_input(key="reviewer").input(reviewer).run()
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    return "\n".join(str(e.value) for kind in ("markdown", "info", "success", "warning", "error", "caption")
+                     for e in getattr(at, kind))
+
+
+def test_retrain_in_background_then_compare_and_promote(app_db):
+    at = start()
+    assert "labelled images to learn from" in texts(at)
+    at.selectbox(key="rt_family").set_value("texture")
+    at.button(key="rt_start").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = jobs.get_job("retrain:" + str(app_db.resolve()))
+    assert job is not None
+    assert job.wait(120), "training finished"
+    assert job.status == "done", job.error
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "held-out accuracy on unseen groups" in texts(at)
+    cid = job.result["model_id"]
+    assert at.selectbox(key="rt_candidate").value == cid
+    assert any(m.label == "Accuracy" for m in at.metric), "side-by-side metrics"
+    assert "Same " in texts(at) and "held-out human labels" in texts(at)
+    assert active_model(open_db(app_db))["id"] != cid
+    at.button(key=f"rt_promote_{cid}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    db = open_db(app_db)
+    assert active_model(db)["id"] == cid
+    assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [cid]).fetchone()[0] == \
+        db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    assert "is now active" in texts(at) and "queues rebuilt" in texts(at)
+
+
+def test_rerun_keeps_the_running_job_and_cancel_registers_nothing(app_db):
+    at = start()
+    at.number_input(key="rt_epochs").set_value(200)
+    at.button(key="rt_start").click().run()
+    key = "retrain:" + str(app_db.resolve())
+    job = jobs.get_job(key)
+    assert job is not None and job.running
+    at.run()  # a rerun (or a reload) while training: the same job, no second start button
+    assert jobs.get_job(key) is job
+    assert not [b for b in at.button if b.key == "rt_start"]
+    at.button(key="rt_cancel").click().run()
+    assert job.wait(60) and job.status == "cancelled", (job.status, job.error)
+    at.run()
+    assert "cancelled" in texts(at)
+    assert [m["version"] for m in list_models(open_db(app_db))] == ["tiny"]
+    assert not list((app_db.parent / "models" / "retrained").glob("*.onnx"))
+
+
+def test_non_admin_sees_no_training_or_promotion_controls(app_db, monkeypatch):
+    monkeypatch.setenv("SEMTRIAGE_ADMIN_USERS", "bob")
+    at = start("alice")
+    keys = {b.key for b in at.button}
+    assert "rt_start" not in keys and not any(k and k.startswith("rt_promote") for k in keys)
+    assert "rec_apply" not in keys
+
+
+def test_recommended_threshold_is_applied(tmp_path, monkeypatch):
+    """A model that is right on every labelled image: with a 20 % target the recommendation is a
+    threshold, and Apply stores it and re-routes."""
+    images = tmp_path / "imgs"
+    write_images(images, n=40, size=32)
+    path = tmp_path / "data" / "rec.db"
+    db = open_db(path)
+    m = register_model(db, build_tiny_model(tmp_path / "m" / "tiny.onnx"), activate=True)
+    ingest(db, [images], classifier=Classifier(m["path"]), model_id=m["id"])
+    for (i,) in db.execute("SELECT id FROM images").fetchall():
+        labels.decide(db, i, "accept", reviewer="alice")
+    db.conn.close()
+    monkeypatch.setenv("SEMTRIAGE_DB", str(path))
+    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
+    at = start()
+    assert "no threshold can guarantee" in texts(at).lower() or "No threshold" in texts(at)
+    at.number_input(key="rec_target").set_value(20.0).run()
+    assert "Accept when p1 ≥" in texts(at)
+    at.button(key="rec_apply").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    t = get_thresholds(open_db(path))["*"].accept
+    assert t < 0.7 and "Applied the recommended thresholds" in texts(at)
+    assert at.slider(key="thr_accept").value == pytest.approx(t)
