@@ -17,6 +17,7 @@ st.set_page_config(
     layout="wide",
     initial_sidebar_state="expanded",
 )
+ui.sign_in_gate()  # with sign-in on (SEMTRIAGE_AUTH): nothing below runs until someone is signed in
 
 pages = {
     "Label": [

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,15 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from core.config import DEFAULT_MODEL, NFFA_CLASSES, Settings  # noqa: E402
 from core.labels import decide, next_images, random_key, sync_auto_labels, undo_last  # noqa: E402
-from core.routing import GLOBAL, Thresholds, decide_queue, get_thresholds, preview_counts  # noqa: E402
+from core.routing import (  # noqa: E402
+    GLOBAL,
+    Thresholds,
+    decide_queue,
+    get_thresholds,
+    preview_counts,
+    reroute,
+    set_thresholds,
+)
 from core.stats import (  # noqa: E402
     RefFilter,
     confidence_histogram,
@@ -371,6 +380,12 @@ def run_queries(work: Path, reps: int, plans: bool) -> None:
             reps, bar_ms=500)
     measure("preview_counts with 2 per-class overrides", lambda i: preview_counts(db, model_id, ts_class),
             reps, bar_ms=500)
+    print(" Saving thresholds (routing.reroute of every prediction, then auto labels; Models page)")
+    for accept in (0.6, ts[GLOBAL].accept):
+        set_thresholds(db, replace(ts[GLOBAL], accept=accept))
+        t0 = time.perf_counter()
+        counts = reroute(db, model_id)
+        print(f"  reroute with accept = {accept:.2f}: {time.perf_counter() - t0:6.1f} s -> {counts}", flush=True)
 
     print(" Export (export.export_labels csv of every human label)")
     from core.export import export_labels

@@ -194,15 +194,23 @@ def predict(db_path: Path, model_ref: str | None, redo: bool, as_json: bool) -> 
 @db_option
 @click.option("-n", "limit", default=20, show_default=True, help="How many images.")
 @click.option("--order", type=click.Choice(["margin", "confidence", "entropy", "file", "random"]),
-              default="margin", show_default=True, help="margin = most informative first.")
+              default=None, help="margin: smallest top-1 − top-2 first; confidence: least confidence "
+              "first; entropy: most spread first. Default: the queue's stored order (margin).")
+@click.option("--save-order", is_flag=True, help="Store --order as this queue's default (app too).")
 @click.option("--reviewer", default=None, help="Claim the images for this reviewer (as the app does).")
 @json_option
 @friendly
-def queue(db_path: Path, name: str, limit: int, order: str, reviewer: str | None, as_json: bool) -> None:
+def queue(db_path: Path, name: str, limit: int, order: str | None, save_order: bool,
+          reviewer: str | None, as_json: bool) -> None:
     """List the next images of a review queue (with queue sizes)."""
-    from core.labels import next_images, queue_counts
+    from core.labels import ORDER_NAMES, next_images, queue_counts, queue_order, set_queue_order
 
     db = _open(db_path)
+    if save_order:
+        if order is None:
+            raise click.UsageError("--save-order needs --order")
+        set_queue_order(db, name, order)
+    order = order or queue_order(db, name)
     counts = queue_counts(db)
     # without a reviewer, peek with a throw-away name and a zero-length claim
     items = next_images(db, name, reviewer or "peek", n=limit, order=order,
@@ -212,12 +220,12 @@ def queue(db_path: Path, name: str, limit: int, order: str, reviewer: str | None
 
     def text() -> str:
         head = "  ".join(f"{q}: {n}" for q, n in counts.items())
-        lines = [f"Queues — {head}"]
+        lines = [f"Queues — {head}  (order: {ORDER_NAMES[order]})"]
         lines += [f"{r['image_id']:>7}  {r['pred'] or '-':<12} p={r['p1'] or 0:.2f}  {r['reason'] or ''}  "
                   f"{r['path']}" for r in rows]
         return "\n".join(lines)
 
-    _emit(as_json, {"counts": counts, "items": rows}, text)
+    _emit(as_json, {"counts": counts, "order": order, "items": rows}, text)
 
 
 @cli.command()
@@ -321,7 +329,7 @@ def stats(db_path: Path, as_json: bool) -> None:
 
 @cli.group()
 def model() -> None:
-    """Register, list and activate ONNX models."""
+    """Register, list, activate, compare, promote and discard ONNX models."""
 
 
 @model.command("add")
@@ -376,6 +384,70 @@ def model_activate(db_path: Path, ref: str, no_predict: bool, as_json: bool) -> 
         predict_pending(db, Classifier(m["path"]), m["id"], settings=Settings.from_env())
     counts = reroute(db, m["id"])
     _emit(as_json, {"active": m["version"], "queues": counts}, f"Active model: {m['version']}; queues {counts}")
+
+
+@model.command("compare")
+@click.argument("candidate")
+@db_option
+@click.option("--against", "against", default=None, help="Model to compare with (default: the active one).")
+@json_option
+@friendly
+def model_compare(db_path: Path, candidate: str, against: str | None, as_json: bool) -> None:
+    """Compare retrained model CANDIDATE with the active model on the same held-out human
+    labels (groups the candidate never trained on): accuracy, recall per class, confusion,
+    ECE, auto-accept coverage and precision at the current thresholds."""
+    from core.registry import find_model
+    from core.retrain import compare, comparison_text
+
+    db = _open(db_path)
+    cand = find_model(db, candidate)
+    other = find_model(db, against)["id"] if against else None
+    res = compare(db, cand["id"], other, settings=Settings.from_env())
+    _emit(as_json, res, lambda: comparison_text(res))
+
+
+@model.command("promote")
+@click.argument("ref")
+@db_option
+@json_option
+@friendly
+def model_promote(db_path: Path, ref: str, as_json: bool) -> None:
+    """Make model REF the active one, predict the images it has not seen, rebuild the queues."""
+    from core.registry import find_model
+    from core.retrain import promote
+
+    db = _open(db_path)
+    m = find_model(db, ref)
+    last = [-1.0]
+
+    def progress(f: float, msg: str) -> None:
+        if not as_json and (f - last[0] >= 0.1 or f >= 1.0):
+            last[0] = f
+            click.echo(f"[{100 * f:5.1f}%] {msg}", err=True)
+
+    res = promote(db, m["id"], Settings.from_env(), progress)
+    for f in res["failed"]:
+        if not as_json:
+            click.echo(f"  failed {f['path']}: {f['reason']}", err=True)
+    _emit(as_json, res, f"Active model: {res['active']}; {res['predicted']:,} images predicted; "
+          f"queues {res['queues']}")
+
+
+@model.command("discard")
+@click.argument("ref")
+@db_option
+@json_option
+@friendly
+def model_discard(db_path: Path, ref: str, as_json: bool) -> None:
+    """Remove model REF (not the active one): its row and predictions, and its file when
+    retraining wrote it."""
+    from core.registry import find_model
+    from core.retrain import discard
+
+    db = _open(db_path)
+    res = discard(db, find_model(db, ref)["id"])
+    _emit(as_json, res, f"Discarded {res['discarded']} ({res['predictions_removed']:,} predictions"
+          + (f"; removed {', '.join(res['files_removed'])}" if res["files_removed"] else "") + ")")
 
 
 @cli.command()
@@ -445,6 +517,59 @@ def backup(db_path: Path, dest: Path, as_json: bool) -> None:
     _emit(as_json, {"backup": str(out), "integrity": ok}, f"Backup written to {out} (integrity {'ok' if ok else 'FAILED'})")
     if not ok:
         sys.exit(1)
+
+
+@cli.group()
+def issues() -> None:
+    """Likely mislabelled reference images (confident learning on out-of-fold predictions)."""
+
+
+@issues.command("find")
+@db_option
+@click.option("--folds", default=5, show_default=True, help="Group-aware cross-validation folds.")
+@click.option("--pattern", default=None, help="File-name regex whose first group names the specimen.")
+@json_option
+@friendly
+def issues_find(db_path: Path, folds: int, pattern: str | None, as_json: bool) -> None:
+    """Find likely mislabelled images among the human / imported labels and store them as a
+    review queue (replacing the previous run's open issues)."""
+    from core.label_issues import find_issues
+
+    bar = _Bar("finding label issues", not as_json)
+    try:
+        rep = find_issues(_open(db_path), folds=folds, pattern=pattern,
+                          progress=lambda f, m: bar(int(f * 1000), 1000, m))
+    finally:
+        bar.close()
+    _emit(as_json, rep.to_json(), rep.summary)
+
+
+@issues.command("list")
+@db_option
+@click.option("-n", "limit", default=20, show_default=True, help="How many issues.")
+@click.option("--offset", default=0, show_default=True, help="Skip this many first.")
+@json_option
+@friendly
+def issues_list(db_path: Path, limit: int, offset: int, as_json: bool) -> None:
+    """List open label issues, most likely wrong first (score = out-of-fold probability of the
+    given label). Resolve them in the app's Reference set page, or relabel with `semtriage label`."""
+    from core.label_issues import issue_counts, issue_queue, last_run
+
+    db = _open(db_path)
+    rows = issue_queue(db, limit, offset)
+    counts, run = issue_counts(db), last_run(db)
+
+    def text() -> str:
+        if run is None:
+            return "No label-issue run yet: `semtriage issues find`."
+        head = (f"Label issues — open {counts['open']}, kept {counts['kept']}, relabelled "
+                f"{counts['relabelled']} (run {run['run_at']})")
+        lines = [head]
+        lines += [f"{r['image_id']:>7}  {r['given']:<12} → {r['suggested']:<12} score {r['score']:.3f}  "
+                  f"{r['path']}" for r in rows]
+        return "\n".join(lines)
+
+    _emit(as_json, {"counts": counts, "last_run": run, "items": rows}, text)
 
 
 def _register_training_commands() -> None:

@@ -6,6 +6,7 @@ Every setting can be overridden by an environment variable ``SEMTRIAGE_<NAME>`` 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -48,8 +49,16 @@ SETTINGS_DOC = [
     Setting("thumb_px", 256, "Longest side of stored thumbnails, in pixels."),
     Setting("batch_size", 32, "Images per ONNX Runtime call."),
     Setting("claim_seconds", 300, "How long a reviewer's claim on an image lasts."),
-    Setting("admin_users", "", "Comma-separated reviewer names allowed to change thresholds/models."),
+    Setting("admin_users", "", "Comma-separated identities allowed to change thresholds and models "
+            "and to delete; empty: everyone with auth 'none', nobody with 'proxy' or 'oidc'."),
+    Setting("auth", "none", "Sign-in: 'none' (name typed in the sidebar), 'proxy' (a trusted reverse "
+            "proxy sets the auth_header), 'oidc' (Streamlit's st.login, [auth] in secrets.toml)."),
+    Setting("auth_header", "X-Forwarded-User", "With auth 'proxy': the request header holding the "
+            "signed-in user (the proxy must overwrite whatever the client sent)."),
 ]
+
+AUTH_MODES = ("none", "proxy", "oidc")
+_HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 
 
 @dataclass
@@ -62,6 +71,8 @@ class Settings:
     batch_size: int = 32
     claim_seconds: int = 300
     admin_users: list[str] = field(default_factory=list)
+    auth: str = "none"
+    auth_header: str = "X-Forwarded-User"
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -85,4 +96,11 @@ class Settings:
                     ) from None
             else:
                 setattr(s, f.name, raw)
+        s.auth = s.auth.strip().lower()
+        if s.auth not in AUTH_MODES:
+            raise ValueError(f"Setting SEMTRIAGE_AUTH={s.auth!r}: expected one of {', '.join(AUTH_MODES)}")
+        s.auth_header = s.auth_header.strip()
+        if not _HEADER_RE.match(s.auth_header):
+            raise ValueError(f"Setting SEMTRIAGE_AUTH_HEADER={s.auth_header!r}: expected an HTTP header "
+                             "name such as 'X-Forwarded-User'")
         return s

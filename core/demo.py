@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.access import User, require_admin
 from core.config import DEFAULT_MODEL, DEMO_DIR, Settings
 from core.errors import ModelError
 from core.ingest import Progress, ingest
@@ -31,8 +32,11 @@ def build_demo(
     model_path: Path = DEFAULT_MODEL,
     force: bool = False,
     progress: Progress | None = None,
+    by: User | None = None,
 ) -> dict[str, Any]:
-    """Generate (if missing) the demo images, ingest and predict them into ``db_path``."""
+    """Generate (if missing) the demo images, ingest and predict them into ``db_path``.
+    Administrators only (``by``; ``None`` = local use): it may register the default model."""
+    require_admin(by, "load the demo")
     from core.synth import write_dataset
 
     if not model_path.is_file():
@@ -44,7 +48,7 @@ def build_demo(
         return {"db": str(db_path), "images": n_stored, "status": "already built"}
     truth_file = demo_dir / "ground_truth.jsonl"
     if force or not truth_file.is_file() or sum(1 for _ in truth_file.open()) != n_images:
-        write_dataset(demo_dir, n_images, seed=DEMO_SEED, mixed_fraction=0.1, fmt="tif", layout="flat")
+        write_dataset(demo_dir, n_images, seed=DEMO_SEED, mixed_fraction=0.1, fmt="tif", layout="blind")
     model = active_model(db) or register_model(db, model_path, activate=True)
     clf = Classifier(model["path"])
     rep = ingest(db, [demo_dir], classifier=clf, model_id=model["id"], settings=Settings.from_env(),

@@ -54,3 +54,15 @@ class UploadRejected(SemTriageError):
 
 class ExportError(SemTriageError):
     """An export could not be written."""
+
+
+class Forbidden(SemTriageError):
+    """The signed-in user may not do this: an administrators-only action (core/access.py)."""
+
+
+class TrainingError(SemTriageError):
+    """Retraining cannot start or finish: too few labels, a class seen in only one group, ..."""
+
+
+class Cancelled(SemTriageError):
+    """Long work stopped because the user cancelled it; nothing half-done was kept."""

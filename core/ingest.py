@@ -431,11 +431,13 @@ class PredictReport:
 
 
 def pending_count(db: Database, model_id: int) -> int:
-    return db.execute(
-        "SELECT COUNT(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM predictions p "
-        "WHERE p.image_id = i.id AND p.model_id = ?)",
-        [model_id],
+    """Stored images without a prediction from ``model_id``: all images less its predictions
+    (one per image, each naming a stored image), from the trigger-kept counts (migration m006)."""
+    images = db.execute("SELECT n FROM row_counts WHERE tbl = 'images'").fetchone()
+    predicted = db.execute(
+        "SELECT COALESCE(SUM(n), 0) FROM pred_counts WHERE model_id = ?", [model_id]
     ).fetchone()[0]
+    return (images[0] if images else 0) - predicted
 
 
 def predict_pending(

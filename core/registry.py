@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from core.access import User, require_admin
 from core.errors import ModelError, NotFound
 from core.imageio import sha256_file
 from core.model import Classifier
@@ -46,11 +47,14 @@ def register_model(
     activate: bool = False,
     metadata: dict[str, Any] | None = None,
     copy_to: str | Path | None = None,
+    by: User | None = None,
 ) -> dict[str, Any]:
     """Validate the ONNX model at ``path`` and record it. Nothing is written when it does not
     fit. The same file (by hash) registers once. ``metadata`` adds/overrides keys (e.g. class
-    names typed in the app); ``copy_to`` keeps a copy of the file (uploads).
+    names typed in the app); ``copy_to`` keeps a copy of the file (uploads). Administrators only
+    (``by``; ``None`` = local use).
     """
+    require_admin(by, "add a model")
     path = Path(path).resolve()
     clf = Classifier(path, metadata=metadata)  # raises ModelError on any misfit
     sha = sha256_file(path)
@@ -111,7 +115,9 @@ def active_model(db: Database) -> dict[str, Any] | None:
     return _row(rows[0]) if rows else None
 
 
-def set_active_model(db: Database, model_id: int) -> None:
+def set_active_model(db: Database, model_id: int, *, by: User | None = None) -> None:
+    """Make ``model_id`` the active model. Administrators only (``by``; ``None`` = local use)."""
+    require_admin(by, "switch the active model")
     with write_tx(db, "switching the active model"):
         if not db.execute("SELECT 1 FROM models WHERE id = ?", [model_id]).fetchone():
             raise NotFound(f"No model with id {model_id!r}")

@@ -2,6 +2,8 @@
 
 From the sorted probabilities p1 ≥ p2 of the top two classes (margin m = p1 − p2):
 
+0. ``uncertain`` when the top two tie exactly (p1 = p2): no signal — a blank scan, which the
+                 classifier answers with a uniform distribution;
 1. ``mixed``     when two classes are strong candidates: p2 ≥ ``cooccur`` (both present), or
                  m < ``mixed_margin`` while p1 + p2 ≥ ``mixed_mass`` (a boundary case between
                  two classes rather than a generally unsure model);
@@ -21,6 +23,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from sqlite_utils import Database
 
+from core.access import User, require_admin
 from core.errors import StoreError
 from core.store import write_tx
 
@@ -60,8 +63,15 @@ def top2(probs: np.ndarray) -> tuple[int, float, int, float]:
     return int(i1), float(p[i1]), int(i2), float(p[i2])
 
 
+# An exact tie at the top is no boundary case but no information: the model's probabilities
+# for a blank scan (core.model.Classifier.blank_rows) are uniform.
+NO_SIGNAL = 1e-7
+
+
 def decide_queue(c1: str, p1: float, c2: str | None, p2: float, t: Thresholds) -> tuple[str, str]:
     m = p1 - p2
+    if c2 is not None and m < NO_SIGNAL:
+        return "uncertain", "no signal: blank or flat image, the model cannot tell"
     if c2 is not None and m < t.mixed_margin and p1 + p2 >= t.mixed_mass:
         return "mixed", f"margin {m:.2f} between {c1} and {c2}"
     if c2 is not None and p2 >= t.cooccur:
@@ -100,8 +110,10 @@ def get_thresholds(db: Database) -> ThresholdSet:
     return ts
 
 
-def set_thresholds(db: Database, t: Thresholds, cls: str = GLOBAL) -> None:
-    """Store thresholds for ``cls`` (``*`` = global). Does not re-route: call :func:`reroute`."""
+def set_thresholds(db: Database, t: Thresholds, cls: str = GLOBAL, *, by: User | None = None) -> None:
+    """Store thresholds for ``cls`` (``*`` = global). Does not re-route: call :func:`reroute`.
+    Administrators only (``by``; ``None`` = local use)."""
+    require_admin(by, "change the routing thresholds")
     t.validate()
     with write_tx(db, "saving thresholds"):
         db.execute(
@@ -113,7 +125,8 @@ def set_thresholds(db: Database, t: Thresholds, cls: str = GLOBAL) -> None:
         )
 
 
-def clear_class_thresholds(db: Database, cls: str) -> None:
+def clear_class_thresholds(db: Database, cls: str, *, by: User | None = None) -> None:
+    require_admin(by, "change the routing thresholds")
     if cls == GLOBAL:
         raise StoreError("The global thresholds cannot be removed, only changed")
     with write_tx(db, "removing thresholds"):
@@ -144,7 +157,9 @@ def queue_sql(ts: ThresholdSet, alias: str = "p") -> tuple[str, list[float | str
     ms, ms_p = _case(ts, "mixed_mass", alias)
     ac, ac_p = _case(ts, "accept", alias)
     sql = (
-        f"CASE WHEN {alias}.second IS NOT NULL AND {alias}.p2 >= {co} THEN 'mixed' "
+        f"CASE WHEN {alias}.second IS NOT NULL AND {alias}.p1 - {alias}.p2 < {NO_SIGNAL!r} "
+        "THEN 'uncertain' "
+        f"WHEN {alias}.second IS NOT NULL AND {alias}.p2 >= {co} THEN 'mixed' "
         f"WHEN {alias}.second IS NOT NULL AND {alias}.p1 - {alias}.p2 < {mm} "
         f"AND {alias}.p1 + {alias}.p2 >= {ms} THEN 'mixed' "
         f"WHEN {alias}.p1 >= {ac} THEN 'auto' ELSE 'uncertain' END"
@@ -165,35 +180,49 @@ def preview_counts(db: Database, model_id: int, ts: ThresholdSet) -> dict[str, i
     return out
 
 
-def reroute(db: Database, model_id: int, chunk: int = 20_000) -> dict[str, int]:
+def reroute(
+    db: Database, model_id: int, chunk: int = 20_000, *, by: User | None = None
+) -> dict[str, int]:
     """Recompute queue and reason of every prediction of ``model_id`` under the stored
-    thresholds, then bring auto-accepted labels in line. Returns the new queue sizes."""
+    thresholds, then bring auto-accepted labels in line. Returns the new queue sizes.
+    Administrators only (``by``; ``None`` = local use): it revokes and adds auto labels."""
     from core.labels import sync_auto_labels
+
+    require_admin(by, "re-route the queues")
 
     ts = get_thresholds(db)
     last = -1
     while True:
         rows = db.execute(
-            "SELECT image_id, pred, p1, second, p2 FROM predictions "
+            "SELECT image_id, pred, p1, second, p2, queue, reason FROM predictions "
             "WHERE model_id = ? AND image_id > ? ORDER BY image_id LIMIT ?",
             [model_id, last, chunk],
         ).fetchall()
         if not rows:
             break
-        updates = []
-        for image_id, c1, p1, c2, p2 in rows:
+        moved, stayed = [], []
+        for image_id, c1, p1, c2, p2, old_q, old_reason in rows:
             q, reason = decide_queue(c1, p1, c2, p2, for_class(ts, c1))
-            updates.append((q, reason, image_id, model_id))
+            if q != old_q:
+                moved.append((q, reason, image_id, model_id))
+            elif reason != old_reason:
+                stayed.append((reason, image_id, model_id))
         with write_tx(db, "re-routing"):
+            # rows that keep their queue only get their new reason (no index holds it, and the
+            # queue-count trigger does not fire); rows where neither changed are not written
+            db.conn.executemany(
+                "UPDATE predictions SET reason = ? WHERE image_id = ? AND model_id = ?", stayed
+            )
             db.conn.executemany(
                 "UPDATE predictions SET queue = ?, reason = ? WHERE image_id = ? AND model_id = ?",
-                updates,
+                moved,
             )
         last = rows[-1][0]
     sync_auto_labels(db, model_id)
     return dict(
         db.execute(
-            "SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND done = 0 GROUP BY queue",
+            "SELECT queue, SUM(n) FROM pred_counts WHERE model_id = ? AND done = 0 "
+            "GROUP BY queue HAVING SUM(n) > 0",  # trigger-kept counts (migration m006)
             [model_id],
         ).fetchall()
     )

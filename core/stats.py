@@ -21,6 +21,7 @@ from core.routing import QUEUES, ThresholdSet, queue_sql
 HUMAN_SOURCES = ("human", "import")
 DECISION_ACTIONS = ("accept", "relabel", "several", "unusable")
 REFERENCE_PAGE = 100
+HIST_BINS = 20  # the Overview histogram's bins, kept by triggers in pred_counts (migration m006)
 
 
 def _active_id(db: Database) -> int | None:
@@ -38,28 +39,38 @@ def _class_names(db: Database, model_id: int | None) -> list[str]:
 # ---------------------------------------------------------------- overview
 
 
+def row_count(db: Database, table: str) -> int:
+    """Rows of ``images`` or ``ingest_errors``, from the trigger-kept ``row_counts``."""
+    row = db.execute("SELECT n FROM row_counts WHERE tbl = ?", [table]).fetchone()
+    return int(row[0]) if row else 0
+
+
 def overview(db: Database, model_id: int | None = None) -> dict[str, Any]:
-    """Totals for the overview page: images, predicted, queue sizes, labels by source."""
+    """Totals for the overview page: images, predicted, queue sizes, labels by source.
+
+    Read from the trigger-kept counts of migration m006 (a few rows, whatever the archive size).
+    """
     model_id = model_id if model_id is not None else _active_id(db)
-    images = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    images = row_count(db, "images")
     models = db.execute("SELECT COUNT(*) FROM models").fetchone()[0]
-    by_source = dict(db.execute("SELECT source, COUNT(*) FROM current_labels GROUP BY source").fetchall())
+    by_source = dict(db.execute(
+        "SELECT source, SUM(n) FROM label_counts GROUP BY source HAVING SUM(n) > 0").fetchall())
     queues = {"uncertain": 0, "mixed": 0, "auto": 0}
     predicted = 0
     if model_id is not None:
         predicted = db.execute(
-            "SELECT COUNT(*) FROM predictions WHERE model_id = ?", [model_id]
+            "SELECT COALESCE(SUM(n), 0) FROM pred_counts WHERE model_id = ?", [model_id]
         ).fetchone()[0]
         queues.update(
             dict(
                 db.execute(
-                    "SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND done = 0 "
-                    "GROUP BY queue",
+                    "SELECT queue, SUM(n) FROM pred_counts WHERE model_id = ? AND done = 0 "
+                    "GROUP BY queue HAVING SUM(n) > 0",
                     [model_id],
                 ).fetchall()
             )
         )
-    failed = db.execute("SELECT COUNT(*) FROM ingest_errors").fetchone()[0]
+    failed = row_count(db, "ingest_errors")
     return {
         "images": images,
         "models": models,
@@ -79,15 +90,15 @@ def per_class(db: Database, model_id: int | None = None) -> list[dict[str, Any]]
     model_id = model_id if model_id is not None else _active_id(db)
     names = _class_names(db, model_id)
     pred: dict[str, tuple[int, int]] = {}
-    if model_id is not None:
+    if model_id is not None:  # from the trigger-kept counts (migration m006)
         for cls, n, todo in db.execute(
-            "SELECT pred, COUNT(*), SUM(done = 0 AND queue != 'auto') FROM predictions "
-            "WHERE model_id = ? GROUP BY pred",
+            "SELECT pred, SUM(n), SUM(CASE WHEN done = 0 AND queue != 'auto' THEN n ELSE 0 END) "
+            "FROM pred_counts WHERE model_id = ? GROUP BY pred HAVING SUM(n) > 0",
             [model_id],
         ):
             pred[cls] = (n, todo or 0)
     labels: dict[str, dict[str, int]] = {}
-    for lab, src, n in db.execute("SELECT label, source, COUNT(*) FROM current_labels GROUP BY label, source"):
+    for lab, src, n in db.execute("SELECT label, source, n FROM label_counts WHERE n > 0"):
         labels.setdefault(lab, {})[src] = n
     order = names + sorted(k for k in set(labels) | set(pred) if k not in names)
     rows = []
@@ -104,13 +115,25 @@ def per_class(db: Database, model_id: int | None = None) -> list[dict[str, Any]]
     return rows
 
 
-def confidence_histogram(db: Database, model_id: int, bins: int = 20) -> list[dict[str, Any]]:
+def confidence_histogram(db: Database, model_id: int, bins: int = HIST_BINS) -> list[dict[str, Any]]:
     """Counts of top-1 probability in ``bins`` equal bins over [0, 1], split by queue.
 
-    Bin of a row: ``min(int(p1 * bins), bins - 1)`` (p1 = 1 goes to the last bin). Counted as
-    index ranges of (model, queue, done, p1), one per queue and bin, between the exact edges of
-    that formula: three times faster at a million rows than grouping by the computed bin.
+    Bin of a row: ``min(int(p1 * bins), bins - 1)`` (p1 = 1 goes to the last bin). With the
+    Overview's ``HIST_BINS`` read from the trigger-kept ``pred_counts``; other bin counts are
+    counted as index ranges of (model, queue, done, p1), one per queue and bin, between the
+    exact edges of that formula: three times faster at a million rows than grouping by the
+    computed bin.
     """
+    if bins == HIST_BINS:
+        kept = db.execute(
+            "SELECT bin, queue, SUM(n) FROM pred_counts WHERE model_id = ? "
+            "AND queue IN ('uncertain', 'mixed', 'auto') GROUP BY bin, queue HAVING SUM(n) > 0",
+            [model_id],
+        ).fetchall()
+        return [
+            {"lo": b / bins, "hi": (b + 1) / bins, "mid": (b + 0.5) / bins, "queue": q, "count": n}
+            for b, q, n in sorted(kept)
+        ]
     edges = _bin_edges(bins)  # edges[k] = first p1 of bin k; bin k is [edges[k], edges[k + 1])
     counts: dict[tuple[int, str], int] = {}
     for queue in QUEUES:
@@ -162,14 +185,8 @@ def confusion(db: Database, model_id: int) -> dict[str, Any]:
     Rows are the model's classes followed by any other labels people used (several, unusable, ...).
     """
     names = _class_names(db, model_id)
-    # The labels are the outer loop (CROSS JOIN), read in image-id order (NOT INDEXED: a plain
-    # scan), so that the look-ups of their predictions walk that index forwards instead of
-    # jumping: 5x faster at 100k human labels. Without this SQLite walks every prediction.
-    counts = db.execute(
-        "SELECT c.label, p.pred, COUNT(*) FROM current_labels c NOT INDEXED "
-        "CROSS JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "
-        "WHERE c.source IN ('human', 'import') GROUP BY c.label, p.pred",
-        [model_id],
+    counts = db.execute(  # kept by triggers (migration m006)
+        "SELECT label, pred, n FROM confusion_counts WHERE model_id = ? AND n > 0", [model_id]
     ).fetchall()
     extra_rows = sorted({lab for lab, _, _ in counts if lab not in names})
     extra_cols = sorted({p for _, p, _ in counts if p not in names})
@@ -185,22 +202,19 @@ def confusion(db: Database, model_id: int) -> dict[str, Any]:
 
 
 def labels_per_hour(db: Database, days: int = 7) -> list[dict[str, Any]]:
-    """Human decisions (not undone; skips excluded) per hour and reviewer over the last ``days``."""
+    """Human decisions (not undone; skips excluded) per hour and reviewer over the last ``days``
+    (from ``hourly_counts``, kept by triggers: migration m006)."""
     since = (date.today() - timedelta(days=days)).isoformat()
     rows = db.execute(
-        "SELECT substr(e.created_at, 1, 13) AS hour, e.reviewer, COUNT(*) FROM label_events e "
-        "WHERE e.source = 'human' AND e.action IN ('accept', 'relabel', 'several', 'unusable') "
-        "AND e.created_at >= ? "
-        "AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes = e.id) "
-        "GROUP BY hour, e.reviewer ORDER BY hour",
+        "SELECT hour, reviewer, n FROM hourly_counts WHERE hour >= ? AND n > 0 ORDER BY hour, reviewer",
         [since],
     ).fetchall()
     return [{"hour": h.replace("T", " ") + ":00", "reviewer": r, "labels": n} for h, r, n in rows]
 
 
 def queue_left(db: Database, model_id: int, queue: str) -> int:
-    """Images still to review in ``queue`` ('all' = every queue)."""
-    sql = "SELECT COUNT(*) FROM predictions WHERE model_id = ? AND done = 0"
+    """Images still to review in ``queue`` ('all' = every queue), from the trigger-kept counts."""
+    sql = "SELECT COALESCE(SUM(n), 0) FROM pred_counts WHERE model_id = ? AND done = 0"
     params: list[Any] = [model_id]
     if queue != "all":
         sql += " AND queue = ?"
@@ -260,8 +274,8 @@ def grid_class_counts(db: Database, model_id: int, *, include_auto: bool = False
     queues = "" if include_auto else "AND queue != 'auto'"
     return dict(
         db.execute(
-            f"SELECT pred, COUNT(*) FROM predictions WHERE model_id = ? AND done = 0 {queues} "
-            "GROUP BY pred",
+            f"SELECT pred, SUM(n) FROM pred_counts WHERE model_id = ? AND done = 0 {queues} "
+            "GROUP BY pred HAVING SUM(n) > 0",
             [model_id],
         ).fetchall()
     )

@@ -1,6 +1,7 @@
 """Models & thresholds: model versions with their cards, adding a model, switching the active
-one (re-predicting), and routing thresholds with a live preview of the queues and of the
-error rate of auto-accepted labels."""
+one (re-predicting), retraining on the labels (compare, promote, discard: ui_retrain.py), and
+routing thresholds with a live preview of the queues, the error rate of auto-accepted labels
+and a recommended accept threshold."""
 
 import tempfile
 from pathlib import Path
@@ -10,6 +11,7 @@ import plotly.express as px
 import streamlit as st
 
 import ui
+import ui_retrain
 from core import ingest, labels, registry, routing, stats
 from core.errors import SemTriageError
 from core.uploads import safe_name
@@ -19,10 +21,7 @@ ui.page()
 K, ss = ui.K, st.session_state
 st.title(":material/tune: Models & thresholds")
 db, key, cfg = ui.db(), ui.db_key(), ui.settings()
-admin = not cfg.admin_users or ui.reviewer() in cfg.admin_users
-if not admin:
-    st.warning("Only " + ", ".join(ui.esc(u) for u in cfg.admin_users) + " may change models and "
-               "thresholds (SEMTRIAGE_ADMIN_USERS). Type your name in the sidebar.", icon=":material/lock:")
+admin = ui.require_admin()  # non-admins see no control that changes models or thresholds
 ms = ui.models(db, key)
 active = next((m for m in ms if m["active"]), None)
 
@@ -36,7 +35,7 @@ def predict(model: dict, reroute: bool = False) -> None:
                                      progress=lambda d, t, m: bar.progress(
                                          d / t if t else 1.0, text=f"{d:,}/{t:,} · {m}"))
         if reroute:
-            routing.reroute(db, model["id"])
+            routing.reroute(db, model["id"], by=ui.user())
     except SemTriageError as e:
         ui.show_error(e)
         return
@@ -78,7 +77,8 @@ def show_card(card: dict, mid: int) -> None:
         st.json(card, expanded=1)
 
 
-tab_models, tab_thr, tab_add = st.tabs(["Model versions", "Thresholds", "Add a model"])
+tab_models, tab_retrain, tab_thr, tab_add = st.tabs(["Model versions", "Retrain", "Thresholds",
+                                                     "Add a model"])
 with tab_models:
     if not ms:
         st.info("No model registered yet — add one on the **Add a model** tab.", icon=":material/info:")
@@ -96,16 +96,16 @@ with tab_models:
                 st.caption("No model card (accuracy, calibration) was found beside this model.")
             pending = ingest.pending_count(db, m["id"])
             if not m["active"]:
-                if st.button("Make active and predict", key=f"mdl_activate_{m['id']}", disabled=not admin,
-                             icon=":material/play_arrow:"):
+                if admin and st.button("Make active and predict", key=f"mdl_activate_{m['id']}",
+                                       icon=":material/play_arrow:"):
                     try:
-                        registry.set_active_model(db, m["id"])
+                        registry.set_active_model(db, m["id"], by=ui.user())
                     except SemTriageError as e:
                         ui.show_error(e)
                     else:
                         predict(m, reroute=True)
-            elif pending and st.button(f"Predict {pending:,} images not yet predicted", disabled=not admin,
-                                       key=f"mdl_predict_{m['id']}", icon=":material/play_arrow:"):
+            elif admin and pending and st.button(f"Predict {pending:,} images not yet predicted",
+                                                 key=f"mdl_predict_{m['id']}", icon=":material/play_arrow:"):
                 predict(m)
 
 with tab_thr:
@@ -145,30 +145,34 @@ with tab_thr:
         else:
             st.info(f"No human-labelled image would be auto-accepted at these thresholds "
                     f"({err['labelled']:,} labelled in all) — no error estimate yet.")
-        if st.button("Save thresholds and re-route", key="thr_save", type="primary", disabled=not admin,
-                     icon=":material/save:"):
+        if admin and st.button("Save thresholds and re-route", key="thr_save", type="primary",
+                               icon=":material/save:"):
             try:
-                routing.set_thresholds(db, glob)
+                routing.set_thresholds(db, glob, by=ui.user())
                 for c in active["class_names"]:
                     if c in overrides:
-                        routing.set_thresholds(db, overrides[c], c)
+                        routing.set_thresholds(db, overrides[c], c, by=ui.user())
                     elif c in saved:
-                        routing.clear_class_thresholds(db, c)
+                        routing.clear_class_thresholds(db, c, by=ui.user())
                 with st.spinner("Re-routing…"):
-                    routing.reroute(db, active["id"])
+                    routing.reroute(db, active["id"], by=ui.user())
             except SemTriageError as e:
                 ui.show_error(e)
             else:
                 ui.clear_after_model()
                 st.success("Saved. The queues now follow the new thresholds.", icon=":material/check:")
+        ui_retrain.recommendation(db, active, admin)
+
+with tab_retrain:
+    ui_retrain.retrain_tab(db, active, admin)
 
 with tab_add:
     up = st.file_uploader("ONNX model", type=["onnx"], key="mdl_file")
     names = st.text_area("Class names, one per line (only if the model's metadata has none)",
                          key="mdl_classes", height=120)
     make_active = st.toggle("Make it the active model and predict every image", key="mdl_make_active")
-    if st.button("Register model", key="mdl_register", type="primary", disabled=up is None or not admin,
-                 icon=":material/add:"):
+    if admin and st.button("Register model", key="mdl_register", type="primary", disabled=up is None,
+                           icon=":material/add:"):
         meta = {"class_names": [n.strip() for n in names.splitlines() if n.strip()]} if names.strip() else None
         dest = ui.data_dir("models", "uploads")
         dest.mkdir(parents=True, exist_ok=True)
@@ -176,7 +180,8 @@ with tab_add:
             path = Path(tmp) / safe_name(up.name, default="model.onnx")
             path.write_bytes(up.getvalue())
             try:
-                m = registry.register_model(db, path, metadata=meta, copy_to=dest, activate=make_active)
+                m = registry.register_model(db, path, metadata=meta, copy_to=dest, activate=make_active,
+                                            by=ui.user())
             except SemTriageError as e:
                 ui.show_error(e)
                 m = None

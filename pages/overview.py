@@ -21,7 +21,7 @@ ov = ui.overview(db, key)
 
 if ov["images"] == 0:
     ui.no_images_hint()
-    if DEFAULT_MODEL.is_file() and st.button(
+    if DEFAULT_MODEL.is_file() and ui.is_admin() and st.button(
         "Load the demo (300 synthetic micrographs + default model)", key="ov_demo",
         icon=":material/science:",
     ):
@@ -29,7 +29,8 @@ if ov["images"] == 0:
 
         bar = st.progress(0.0, text="Building the demo…")
         try:
-            build_demo(ui.settings().db, progress=lambda d, t, m: bar.progress(d / max(t, 1), text=m))
+            build_demo(ui.settings().db, by=ui.user(),
+                       progress=lambda d, t, m: bar.progress(d / max(t, 1), text=m))
         except SemTriageError as e:
             ui.show_error(e)
         else:

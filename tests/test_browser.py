@@ -3,93 +3,30 @@ database and the exported files are checked. Needs /usr/bin/chromium (CI install
 
 from __future__ import annotations
 
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pytest
+from browser_util import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    MAIN_IMAGE,
+    need_chromium,
+    next_image_after,
+    settle,
+    start_server,
+    stop_server,
+)
 
 from core.labels import history
 from core.store import open_db
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ROOT = Path(__file__).resolve().parents[1]
-ARTIFACTS = ROOT / "test-artifacts"
-MAIN_IMAGE = '[data-testid="stMain"] [data-testid="stImage"] img'
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(db_path: Path, roots: Path, log: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port with SEMTRIAGE_DB set; waits for its health check."""
-    port = free_port()
-    env = dict(os.environ, SEMTRIAGE_DB=str(db_path), SEMTRIAGE_ROOTS=str(roots))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log.open("w"), stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited early:\n{log.read_text()}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.2)
-    proc.kill()
-    raise RuntimeError(f"streamlit did not answer within 60 s:\n{log.read_text()}")
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def settle(page) -> None:
-    """Wait until the app has finished its rerun (the status widget is gone)."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=30_000)
-    page.wait_for_selector('[data-testid="stStatusWidget"]', state="detached", timeout=30_000)
-
-
-def next_image_after(page, key: str) -> str:
-    """Press ``key`` and wait for a different review image to be fully shown; returns its src."""
-    old = page.locator(MAIN_IMAGE).first.get_attribute("src")
-    page.keyboard.press(key)
-    page.wait_for_function(
-        """(old) => {{ const i = document.querySelector('{}');
-                      return i && i.getAttribute('src') !== old && i.complete && i.naturalWidth > 0; }}""".format(MAIN_IMAGE.replace("'", "\\'")),
-        arg=old, timeout=30_000,
-    )
-    settle(page)
-    return page.locator(MAIN_IMAGE).first.get_attribute("src")
-
 
 @pytest.fixture
 def server(tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is absent (install it: apt-get install -y chromium)")
+    need_chromium()
     from test_app import build_app_db
 
     db_path = build_app_db(tmp_path)

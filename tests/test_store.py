@@ -7,6 +7,10 @@ import pytest
 from core.errors import StoreError
 from core.store import backup, integrity_ok, migrations, open_db, set_setting, get_setting, write_tx
 
+# every migration this release ships, in the order they apply (the names sort that way too)
+ALL = ["m001_initial", "m002_scale_indexes", "m003_image_hashes", "m004_model_images",
+       "m005_label_issues", "m006_counts"]
+
 
 def test_open_creates_schema_with_wal_and_foreign_keys(tmp_path):
     db = open_db(tmp_path / "sub" / "t.db")
@@ -14,13 +18,13 @@ def test_open_creates_schema_with_wal_and_foreign_keys(tmp_path):
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     for t in ("images", "files", "predictions", "label_events", "current_labels", "claims", "models"):
         assert db[t].exists(), t
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_scale_indexes"]
+    assert [m.name for m in migrations.applied(db)] == ALL
 
 
 def test_migrations_apply_once(tmp_path):
     open_db(tmp_path / "t.db")
     db = open_db(tmp_path / "t.db")
-    assert len(migrations.applied(db)) == 2
+    assert len(migrations.applied(db)) == len(ALL)
     assert migrations.pending(db) == []
 
 
@@ -34,7 +38,7 @@ def test_upgrade_from_the_first_schema_keeps_data_and_adds_indexes(tmp_path):
     old.conn.commit()
     old.conn.close()
     db = open_db(tmp_path / "v1.db")
-    assert [m.name for m in migrations.applied(db)] == ["m001_initial", "m002_scale_indexes"]
+    assert [m.name for m in migrations.applied(db)] == ALL
     assert get_setting(db, "k") == "v1 data"
     names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"idx_pred_conf", "idx_pred_entropy", "idx_pred_class", "idx_current_updated",
