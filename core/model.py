@@ -140,6 +140,10 @@ class Classifier:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             opts.intra_op_num_threads = threads
+        # no busy-waiting between runs: spinning ONNX Runtime threads take the CPU that the
+        # decoding workers of an ingest (or other app sessions) need (bench/ingest_predict.py)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(self.path), sess_options=opts, providers=wanted)

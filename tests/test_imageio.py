@@ -748,6 +748,22 @@ def test_to_uint8_thumbnail_png() -> None:
     assert png.format == "PNG" and png.size == (400, 300) and png.mode == "L"
 
 
+def test_thumbnail_of_a_large_frame_matches_a_full_lanczos_thumbnail() -> None:
+    """Large frames are block-averaged in float before the Lanczos step (no full-size 8-bit
+    copy): same size, and within a few grey levels of the direct Lanczos thumbnail."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:768, :1024]
+    a = (0.5 + 0.3 * np.sin(xx / 37.0) * np.cos(yy / 23.0) + rng.normal(0, 0.05, (768, 1024)))
+    a = np.clip(a, 0, 1).astype(np.float32)
+    for side in (256, 200, 128):
+        fast = np.asarray(Image.open(io.BytesIO(thumbnail_jpeg(a, side))), dtype=np.float32)
+        ref_im = Image.fromarray(to_uint8(a), mode="L")
+        ref_im.thumbnail((side, side), Image.Resampling.LANCZOS, reducing_gap=None)
+        ref = np.asarray(ref_im, dtype=np.float32)
+        assert fast.shape == ref.shape and max(fast.shape) == side
+        assert np.abs(fast - ref).mean() < 2.5, (side, np.abs(fast - ref).mean())
+
+
 def test_sha256_file(tmp_path: Path) -> None:
     import hashlib
 
