@@ -77,6 +77,7 @@ from sqlite_utils import Database
 
 from core.errors import ExportError, NotFound
 from core.labels import SPECIAL_LABELS
+from core.routing import current_reason, get_thresholds
 from core.store import now_iso
 from core.uploads import safe_file_name, safe_name
 
@@ -991,6 +992,7 @@ def predictions_report(
         tmp = Path(tmp_name)
         try:
             m = _Manifest(tmp, fmt, fixed + prob_cols if fmt == "csv" else fixed + ["probs"])
+            ts = get_thresholds(db)
             try:
                 for done, r in enumerate(
                     _paged(
@@ -1031,7 +1033,8 @@ def predictions_report(
                         "margin": margin,
                         "entropy": ent,
                         "queue": queue,
-                        "reason": reason,
+                        "reason": (current_reason(ts, pred, p1, second, p2)
+                                   if pred is not None else reason),
                         "label": label,
                         "label_source": lsource,
                     }

@@ -81,6 +81,11 @@ def decide_queue(c1: str, p1: float, c2: str | None, p2: float, t: Thresholds) -
     return "uncertain", f"p = {p1:.2f} < {t.accept:.2f}"
 
 
+def current_reason(ts: ThresholdSet, pred: str, p1: float, second: str | None, p2: float) -> str:
+    """Why a stored prediction is in its queue, in words, under the thresholds ``ts``."""
+    return decide_queue(pred, p1, second, p2, for_class(ts, pred))[1]
+
+
 def route(
     probs: Sequence[float] | np.ndarray,
     class_names: Sequence[str],
@@ -183,41 +188,41 @@ def preview_counts(db: Database, model_id: int, ts: ThresholdSet) -> dict[str, i
 def reroute(
     db: Database, model_id: int, chunk: int = 20_000, *, by: User | None = None
 ) -> dict[str, int]:
-    """Recompute queue and reason of every prediction of ``model_id`` under the stored
-    thresholds, then bring auto-accepted labels in line. Returns the new queue sizes.
+    """Recompute the queue of every prediction of ``model_id`` under the stored thresholds,
+    then bring auto-accepted labels in line. Returns the new queue sizes. Only predictions
+    whose queue changes are written; the reason shown to people is worded from the current
+    thresholds when it is read (:func:`current_reason`), so the stored one may name old
+    threshold values.
     Administrators only (``by``; ``None`` = local use): it revokes and adds auto labels."""
     from core.labels import sync_auto_labels
 
     require_admin(by, "re-route the queues")
 
     ts = get_thresholds(db)
-    last = -1
-    while True:
-        rows = db.execute(
-            "SELECT image_id, pred, p1, second, p2, queue, reason FROM predictions "
-            "WHERE model_id = ? AND image_id > ? ORDER BY image_id LIMIT ?",
-            [model_id, last, chunk],
-        ).fetchall()
-        if not rows:
-            break
-        moved, stayed = [], []
-        for image_id, c1, p1, c2, p2, old_q, old_reason in rows:
-            q, reason = decide_queue(c1, p1, c2, p2, for_class(ts, c1))
-            if q != old_q:
-                moved.append((q, reason, image_id, model_id))
-            elif reason != old_reason:
-                stayed.append((reason, image_id, model_id))
-        with write_tx(db, "re-routing"):
-            # rows that keep their queue only get their new reason (no index holds it, and the
-            # queue-count trigger does not fire); rows where neither changed are not written
-            db.conn.executemany(
-                "UPDATE predictions SET reason = ? WHERE image_id = ? AND model_id = ?", stayed
-            )
-            db.conn.executemany(
-                "UPDATE predictions SET queue = ?, reason = ? WHERE image_id = ? AND model_id = ?",
-                moved,
-            )
-        last = rows[-1][0]
+    expr, params = queue_sql(ts)
+    lo, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
+    while top is not None and lo < top:
+        hi = lo + chunk
+        # SQLite picks the rows whose queue changes (the same rule, as SQL) walking the primary
+        # key by image id ("+model_id": not the queue indexes); only those are written — a
+        # threshold change that moves 2 % of a million images writes 20,000 rows
+        moved = [
+            (*decide_queue(c1, p1, c2, p2, for_class(ts, c1)), image_id, model_id)
+            for image_id, c1, p1, c2, p2 in db.execute(
+                "SELECT p.image_id, p.pred, p.p1, p.second, p.p2 FROM predictions p "
+                "WHERE p.image_id > ? AND p.image_id <= ? AND +p.model_id = ? "
+                f"AND p.queue != {expr}",
+                [lo, hi, model_id, *params],
+            ).fetchall()
+        ]
+        if moved:
+            with write_tx(db, "re-routing"):
+                db.conn.executemany(
+                    "UPDATE predictions SET queue = ?, reason = ? "
+                    "WHERE image_id = ? AND model_id = ?",
+                    moved,
+                )
+        lo = hi
     sync_auto_labels(db, model_id)
     return dict(
         db.execute(

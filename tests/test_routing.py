@@ -74,3 +74,45 @@ def test_sql_rule_agrees_with_python(tmp_path):
 def test_preview_counts_empty_model(tmp_path):
     db = open_db(tmp_path / "t.db")
     assert preview_counts(db, 1, get_thresholds(db)) == {"uncertain": 0, "mixed": 0, "auto": 0}
+
+
+def test_reroute_writes_only_moved_predictions_and_reasons_follow_the_thresholds(tmp_path, tiny_model):
+    """A threshold change re-routes exactly the predictions whose queue changes (the rest are
+    not rewritten: at a million images that is the difference between seconds and minutes),
+    and the reason a reviewer or a report reads is worded from the thresholds now in force."""
+    from conftest import write_images
+
+    from core.export import predictions_report
+    from core.ingest import ingest
+    from core.labels import review_item
+    from core.model import Classifier
+    from core.registry import register_model
+    from core.routing import decide_queue, for_class, reroute
+
+    db = open_db(tmp_path / "r.db")
+    m = register_model(db, tiny_model("r"), activate=True)
+    write_images(tmp_path / "imgs", 40, seed=3)
+    ingest(db, [tmp_path / "imgs"], classifier=Classifier(m["path"]), model_id=m["id"])
+    rows = lambda: {r[0]: r[1:] for r in db.execute(  # noqa: E731
+        "SELECT image_id, queue, reason, pred, p1, second, p2 FROM predictions")}
+    before = rows()
+    set_thresholds(db, Thresholds(accept=0.5))
+    reroute(db, m["id"])
+    after = rows()
+    ts = get_thresholds(db)
+    moved = {i for i in before if before[i][0] != after[i][0]}
+    assert moved, "lowering accept moves some uncertain images to auto"
+    for i, (q, reason, pred, p1, second, p2) in after.items():
+        assert q == decide_queue(pred, p1, second, p2, for_class(ts, pred))[0]
+        if i not in moved:
+            assert reason == before[i][1], "an image that kept its queue was rewritten"
+        item = review_item(db, i, m["id"])
+        assert item["queue"] == q
+        if q != "mixed":
+            assert "0.50" in item["reason"], item["reason"]
+    out = tmp_path / "report.jsonl"
+    predictions_report(db, out, fmt="jsonl")
+    import json
+
+    reasons = [json.loads(line)["reason"] for line in out.read_text().splitlines()]
+    assert sum("0.50" in r for r in reasons) == sum(q != "mixed" for q, *_ in after.values())
