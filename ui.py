@@ -19,7 +19,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAuthError
 from streamlit.runtime.pages_manager import PagesManager
 
-from core import access, labels, registry, stats
+from core import access, calibration, labels, registry, stats
 from core.config import Settings
 from core.errors import ClaimConflict, SemTriageError
 from core.imageio import encode_png, read_image
@@ -183,9 +183,34 @@ def grid_counts(_db: Any, key: str, model_id: int, include_auto: bool) -> dict[s
     return stats.grid_class_counts(_db, model_id, include_auto=include_auto)
 
 
+@st.cache_data(ttl=600, max_entries=8, show_spinner="Reading the held-out human labels…")
+def recommendation(_db: Any, key: str, model_id: int, target: float, version: int
+                   ) -> tuple[calibration.HeldOut, dict[str, calibration.Recommendation] | None]:
+    """Held-out labels of ``model_id`` and the recommended thresholds for ``target``; ``version``
+    (core.labels.label_version) makes a new label recompute it."""
+    held = calibration.heldout_predictions(_db, model_id)
+    if len(held) == 0:
+        return held, None
+    return held, calibration.recommend_per_class(held.probs, held.labels, held.class_names, target)
+
+
+@st.cache_data(ttl=30, max_entries=64, show_spinner=False)
+def threshold_preview(_db: Any, key: str, model_id: int,
+                      ts_items: tuple[tuple[str, tuple[float, float, float, float]], ...],
+                      version: int) -> tuple[dict[str, int], dict[str, Any]]:
+    """Queue sizes and the auto-accept error estimate under thresholds given as
+    ``((class, (accept, mixed_margin, mixed_mass, cooccur)), ...)``: a slider moved back and
+    forth costs one computation per position (1 s at a million images, not every rerun)."""
+    from core import routing
+
+    ts = {c: routing.Thresholds(*v) for c, v in ts_items}
+    return routing.preview_counts(_db, model_id, ts), stats.auto_error_estimate(_db, model_id, ts)
+
+
 def clear_after_label() -> None:
     """After a label was written: the numbers and lists that count labels."""
-    for fn in (overview, per_class, charts, reference_page, facets, grid_counts):
+    for fn in (overview, per_class, charts, reference_page, facets, grid_counts,
+               threshold_preview):
         fn.clear()
 
 

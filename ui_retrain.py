@@ -12,13 +12,14 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import calibration, jobs, retrain, routing
+from core import calibration, jobs, labels, retrain, routing
 from core.errors import SemTriageError
 from core.store import open_db
 
@@ -259,12 +260,11 @@ def recommendation(db: Any, active: dict[str, Any], admin: bool) -> None:
     _flash(REC_MSG)
     target = st.number_input("Target error of auto-accepted labels (%)", 0.1, 20.0, 2.0, 0.1,
                              key="rec_target") / 100
-    held = calibration.heldout_predictions(db, active["id"])
-    if len(held) == 0:
+    held, recs = ui.recommendation(db, ui.db_key(), active["id"], target, labels.label_version(db))
+    if recs is None:
         st.info("No human label on an image this model predicted and did not train on yet.",
                 icon=":material/info:")
         return
-    recs = calibration.recommend_per_class(held.probs, held.labels, held.class_names, target)
     g = recs["*"]
     extra = f" ({held.excluded_train:,} left out: the model trained on them)" if held.excluded_train else ""
     if g.threshold is None:
@@ -275,6 +275,8 @@ def recommendation(db: Any, active: dict[str, Any], admin: bool) -> None:
                     f"error {g.risk:.1%}, 95 % interval {g.interval[0]:.1%}–{g.interval[1]:.1%}, "
                     f"guaranteed ≤ {g.risk_upper:.1%} at {g.level:.0%} confidence.")
     curve = pd.DataFrame(g.curve)
+    if len(curve) > 400:  # one point per distinct confidence: thin it out for the browser
+        curve = curve.iloc[np.unique(np.linspace(0, len(curve) - 1, 400).round().astype(int))]
     if len(curve):
         fig = go.Figure()
         fig.add_scatter(x=curve["coverage"], y=curve["risk"], name="error (observed)", mode="lines")

@@ -359,7 +359,7 @@ def heldout_predictions(db: Database, model_id: int) -> HeldOut:
                 "AND t.image_id = c.image_id AND t.role = 'train')") if train else "0"
     rows = db.execute(
         f"SELECT c.image_id, c.label, p.probs, {in_train} FROM current_labels c "
-        "JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "
+        "CROSS JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "  # labels first
         f"WHERE c.source IN ({marks}) ORDER BY c.image_id",
         [model_id, *TRUTH_SOURCES],
     ).fetchall()

@@ -358,6 +358,11 @@ def _queue_at_least(db: Database, model_id: int, queue: str, k: int) -> bool:
     ).fetchone()[0] >= k
 
 
+def label_version(db: Database) -> int:
+    """Grows with every label event: a cheap cache key for anything computed from labels."""
+    return int(db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0])
+
+
 def queue_counts(db: Database, model_id: int | None = None) -> dict[str, int]:
     """Images still to review per queue (for ``auto``: auto-labelled, not yet confirmed)."""
     if model_id is None:

@@ -415,15 +415,17 @@ def auto_error_estimate(db: Database, model_id: int, ts: ThresholdSet) -> dict[s
     label differs from the model's top-1 class (several/unusable count as errors: the auto label
     would be wrong for them too). Returns n, errors, rate, Wilson 95 % (lo, hi) and per class."""
     expr, params = queue_sql(ts)
+    # from the (fewer) labels to their predictions by primary key: CROSS JOIN fixes that order
+    # (SQLite would otherwise walk all of the model's predictions: 3x slower at 1M images)
     rows = db.execute(
-        f"SELECT p.pred, COUNT(*), SUM(c.label != p.pred) FROM predictions p "
-        "JOIN current_labels c ON c.image_id = p.image_id AND c.source IN ('human', 'import') "
-        f"WHERE p.model_id = ? AND ({expr}) = 'auto' GROUP BY p.pred",
+        "SELECT p.pred, COUNT(*), SUM(c.label != p.pred) FROM current_labels c "
+        "CROSS JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "
+        f"WHERE c.source IN ('human', 'import') AND ({expr}) = 'auto' GROUP BY p.pred",
         [model_id, *params],
     ).fetchall()
     labelled = db.execute(
-        "SELECT COUNT(*) FROM predictions p JOIN current_labels c ON c.image_id = p.image_id "
-        "AND c.source IN ('human', 'import') WHERE p.model_id = ?",
+        "SELECT COUNT(*) FROM current_labels c CROSS JOIN predictions p "
+        "ON p.image_id = c.image_id AND p.model_id = ? WHERE c.source IN ('human', 'import')",
         [model_id],
     ).fetchone()[0]
     n = sum(r[1] for r in rows)

@@ -4,6 +4,7 @@ routing thresholds with a live preview of the queues, the error rate of auto-acc
 and a recommended accept threshold."""
 
 import tempfile
+from dataclasses import astuple
 from pathlib import Path
 
 import pandas as pd
@@ -12,7 +13,7 @@ import streamlit as st
 
 import ui
 import ui_retrain
-from core import ingest, labels, registry, routing, stats
+from core import ingest, labels, registry, routing
 from core.errors import SemTriageError
 from core.uploads import safe_name
 
@@ -131,12 +132,13 @@ with tab_thr:
                      for r in edited.to_dict("records") if pd.notna(r["accept"])}
         ts = {routing.GLOBAL: glob, **overrides}
         now = labels.queue_counts(db, active["id"])
-        new = routing.preview_counts(db, active["id"], ts)
+        new, err = ui.threshold_preview(db, key, active["id"],
+                                        tuple(sorted((c, astuple(t)) for c, t in ts.items())),
+                                        labels.label_version(db))
         st.markdown("**Queues with these thresholds** (unreviewed images; nothing is saved yet)")
         for col, q in zip(st.columns(3), routing.QUEUES):
             col.metric(ui.QUEUE_LABELS[q], f"{new[q]:,}", delta=new[q] - now[q], delta_color="off",
                        border=True)
-        err = stats.auto_error_estimate(db, active["id"], ts)
         if err["n"]:
             st.markdown(f"**Estimated error of auto-accepted labels: {err['rate']:.1%}** "
                         f"(95 % Wilson interval {err['lo']:.1%}–{err['hi']:.1%}), measured on the "
