@@ -60,10 +60,8 @@ from core.train import (
     MEAN,
     STD,
     TrainResult,
-    classification_report,
-    expected_calibration_error,
     fit_temperature,
-    softmax,
+    held_out_metrics,
 )
 
 ProgressFn = Callable[[float, str], None]
@@ -464,14 +462,7 @@ def _train_texture(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.nd
         with torch.no_grad():
             val_logits = net.head(sva).numpy().astype(np.float32)
         temperature = fit_temperature(val_logits, yva)
-        p1 = softmax(val_logits)
-        pt = softmax(val_logits, temperature)
-        metrics = classification_report(pt, yva, class_names)
-        metrics["ece_before"] = round(expected_calibration_error(p1, yva), 4)
-        metrics["ece_after"] = round(expected_calibration_error(pt, yva), 4)
-        rows = np.arange(len(yva))
-        metrics["nll_before"] = round(float(-np.log(p1[rows, yva] + 1e-12).mean()), 4)
-        metrics["nll_after"] = round(float(-np.log(pt[rows, yva] + 1e-12).mean()), 4)
+        metrics = held_out_metrics(val_logits, yva, class_names, temperature)
     else:
         val_logits, temperature, metrics = np.zeros((0, k), np.float32), 1.0, {}
     metrics["evaluated_on"] = f"{len(yva)} held-out single-class images"

@@ -325,6 +325,21 @@ def classification_report(probs: np.ndarray, labels: np.ndarray,
 # ----------------------------------------------------------------------------- training
 
 
+def held_out_metrics(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                     temperature: float) -> dict[str, Any]:
+    """The card's numbers for held-out ``logits``: the classification report at
+    ``temperature``, and expected calibration error and log loss before and after it."""
+    p1 = softmax(logits)
+    pt = softmax(logits, temperature)
+    metrics = classification_report(pt, labels, class_names)
+    metrics["ece_before"] = round(expected_calibration_error(p1, labels), 4)
+    metrics["ece_after"] = round(expected_calibration_error(pt, labels), 4)
+    rows = np.arange(len(labels))
+    metrics["nll_before"] = round(float(-np.log(p1[rows, labels] + 1e-12).mean()), 4)
+    metrics["nll_after"] = round(float(-np.log(pt[rows, labels] + 1e-12).mean()), 4)
+    return metrics
+
+
 @dataclass
 class TrainResult:
     model: nn.Module  # SemNet, or any module with architecture() and describe()
@@ -584,14 +599,7 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                                           np.concatenate([np.eye(k)[yva], soft_v]))
         else:
             temperature = fit_temperature(val_logits, yva)
-        p1 = softmax(val_logits)
-        pt = softmax(val_logits, temperature)
-        metrics = classification_report(pt, yva, class_names)
-        metrics["ece_before"] = round(expected_calibration_error(p1, yva), 4)
-        metrics["ece_after"] = round(expected_calibration_error(pt, yva), 4)
-        rows = np.arange(len(yva))
-        metrics["nll_before"] = round(float(-np.log(p1[rows, yva] + 1e-12).mean()), 4)
-        metrics["nll_after"] = round(float(-np.log(pt[rows, yva] + 1e-12).mean()), 4)
+        metrics = held_out_metrics(val_logits, yva, class_names, temperature)
         if vmx is not None and val_mixed_y is not None:
             pm = softmax(lm, temperature)
             top2 = np.argsort(-pm, axis=1)[:, :2]
