@@ -2,8 +2,9 @@
 
 Behaviour lives in core: ``core.retrain`` (train, compare, promote, discard), ``core.jobs``
 (the background thread, its progress and cancel), ``core.calibration`` (threshold with an
-error bound, risk–coverage curve). The retraining job is kept in ``core.jobs`` under the
-database's key, so a page rerun or a second browser finds the run in progress instead of
+error bound, risk–coverage curve). Retraining and promotion (which re-predicts every image and
+rebuilds the queues) run as ``core.jobs`` jobs under one key per database, so only one of them
+runs at a time, and a page rerun or a second browser finds the run in progress instead of
 starting another; the page polls it from a fragment that reruns every second.
 """
 
@@ -29,7 +30,23 @@ REC_MSG = "rec_msg"  # (kind, text) shown once after applying recommended thresh
 
 
 def job_key() -> str:
+    """The one key of model jobs (kinds ``retrain`` and ``promote``) on this database."""
     return "retrain:" + ui.db_key()
+
+
+def _busy_text(job: jobs.Job) -> str:
+    what = "A promotion" if job.kind == "promote" else "A retraining"
+    return (f"{what} is running ({ui.esc(job.message)}); retraining and promotion wait until it has "
+            "finished" + ("." if job.kind == "promote" else " or is cancelled."))
+
+
+def _start_job(kind: str, work: jobs.Work) -> None:
+    """Start a model job unless one is running (then say which, once, after the rerun)."""
+    held = jobs.get_job(job_key())
+    job = held if held is not None and held.running else jobs.start_job(job_key(), kind, work)
+    # start_job hands back, instead of starting ours, a job another session started just now
+    if job is held or job.kind != kind:
+        st.session_state[RT_MSG] = ("warning", _busy_text(job))
 
 
 def _flash(key: str) -> None:
@@ -79,7 +96,47 @@ def _start(opts: retrain.RetrainOptions) -> None:
         finally:
             db.conn.close()
 
-    jobs.start_job(job_key(), "retrain", work)
+    _start_job("retrain", work)
+
+
+def _promote(model_id: int) -> None:
+    """Promote in the background: activate, predict every unpredicted image, re-route."""
+    path, cfg, by = ui.settings().db, ui.settings(), ui.user()
+
+    def work(progress: jobs.ProgressFn, cancel: Any) -> dict[str, Any]:
+        db = open_db(path)  # this thread's own connection
+        try:
+            return retrain.promote(db, model_id, cfg, progress=progress, by=by)
+        finally:
+            db.conn.close()
+
+    _start_job("promote", work)
+
+
+def _finished(job: jobs.Job) -> None:
+    """Show how the last model job ended (once) and drop it from the registry."""
+    jobs.forget_job(job_key())
+    if job.kind == "promote":
+        if job.status == "done":
+            res = job.result
+            ui.clear_after_model()  # active model, queues, charts: all derived from the switch
+            failed = f"; {len(res['failed']):,} could not be read" if res["failed"] else ""
+            st.session_state[RT_MSG] = ("success", f"{ui.esc(res['active'])} is now active: "
+                                        f"{res['predicted']:,} images predicted{failed}, queues "
+                                        "rebuilt " + ", ".join(f"{q} {n:,}" for q, n in res["queues"].items()))
+        else:
+            ui.clear_after_model()  # it may have switched before failing
+            st.session_state[RT_MSG] = ("error", "Promotion failed: " + ui.esc(job.error or job.message))
+        st.rerun()  # the whole page: the new active model everywhere
+    if job.status == "done":
+        st.success(f"Trained {ui.esc(job.result['version'])}: held-out accuracy on unseen "
+                   f"groups {job.result['headline']:.1%}. Compare it below, then promote "
+                   "or discard it.", icon=":material/check:")
+        st.session_state["rt_candidate"] = job.result["model_id"]
+    elif job.status == "cancelled":
+        st.info("Retraining was cancelled; nothing was registered.", icon=":material/info:")
+    else:
+        ui.show_error(RuntimeError(job.error or "Retraining failed"))
 
 
 @st.fragment(run_every=POLL_S)
@@ -88,8 +145,9 @@ def _progress(admin: bool) -> None:
     if job is None or not job.running:
         st.rerun()  # the whole page: show the result
     assert job is not None
-    st.progress(job.fraction, text=f"Retraining · {job.message}")
-    if admin and st.button("Cancel", key="rt_cancel", icon=":material/stop:"):
+    what = "Promoting" if job.kind == "promote" else "Retraining"
+    st.progress(job.fraction, text=f"{what} · {job.message}")
+    if admin and job.kind == "retrain" and st.button("Cancel", key="rt_cancel", icon=":material/stop:"):
         job.cancel()
 
 
@@ -102,18 +160,13 @@ def retrain_tab(db: Any, active: dict[str, Any] | None, admin: bool) -> None:
     job = jobs.get_job(job_key())
     if job is not None and job.running:
         _progress(admin)
+        if job.kind == "promote":  # the candidates and the active model change as it ends
+            st.caption("Predicting every image the new model has not seen and rebuilding the "
+                       "queues. Retraining and other promotions wait until it has finished.")
+            return
     else:
         if job is not None:
-            if job.status == "done":
-                st.success(f"Trained {ui.esc(job.result['version'])}: held-out accuracy on unseen "
-                           f"groups {job.result['headline']:.1%}. Compare it below, then promote "
-                           "or discard it.", icon=":material/check:")
-                st.session_state["rt_candidate"] = job.result["model_id"]
-            elif job.status == "cancelled":
-                st.info("Retraining was cancelled; nothing was registered.", icon=":material/info:")
-            else:
-                ui.show_error(RuntimeError(job.error or "Retraining failed"))
-            jobs.forget_job(job_key())
+            _finished(job)
         if admin:
             with st.expander("Train a candidate", icon=":material/model_training:",
                              expanded=not retrain.find_candidates(db)):
@@ -197,19 +250,11 @@ def _comparison(db: Any, cand: dict[str, Any], admin: bool) -> None:
     if not admin:
         return
     b = st.columns([1, 1, 3])
-    if b[0].button("Promote", key=f"rt_promote_{cand['id']}", type="primary", icon=":material/upgrade:"):
-        bar = st.progress(0.0, text="Promoting…")
-        try:
-            res = retrain.promote(db, cand["id"], ui.settings(), by=ui.user(),
-                                  progress=lambda f, m: bar.progress(f, text=m))
-        except SemTriageError as e:
-            ui.show_error(e)
-        else:
-            ui.clear_after_model()
-            st.session_state[RT_MSG] = ("success", f"{ui.esc(res['active'])} is now active: "
-                                        f"{res['predicted']:,} images predicted, queues rebuilt "
-                                        + ", ".join(f"{q} {n:,}" for q, n in res["queues"].items()))
-            st.rerun()
+    if b[0].button("Promote", key=f"rt_promote_{cand['id']}", type="primary", icon=":material/upgrade:",
+                   help="Runs in the background: predicts every image this model has not seen "
+                   "and rebuilds the queues."):
+        _promote(cand["id"])
+        st.rerun()
     if b[1].button("Discard", key=f"rt_discard_{cand['id']}", icon=":material/delete:"):
         try:
             res = retrain.discard(db, cand["id"], by=ui.user())

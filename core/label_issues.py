@@ -27,13 +27,18 @@ How
    the out-of-fold probability of the given label (low = likely wrong); ``suggested`` is the
    most probable other class.
 
-A run replaces the open issues of the previous one. An image a reviewer kept is not flagged
+A run replaces the open issues of the previous one; it writes them only at the end, so a
+cancelled run (``cancel``, a ``threading.Event`` checked at every progress report: per 50 images
+read, per fold, and once before saving) leaves the previous results as they were (only the
+near-copy hash cache, ``image_hashes``, may have grown). An image a reviewer kept is not flagged
 again while its label stays the same; a relabel is recorded as an ordinary ``relabel`` event,
 so the label history stays complete.
 """
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 import warnings
 from collections import Counter
@@ -46,7 +51,7 @@ from sqlite_utils import Database
 
 from core import labels as labels_mod
 from core.calibration import TRUTH_SOURCES
-from core.errors import NotFound, StoreError, TrainingError
+from core.errors import Cancelled, NotFound, StoreError, TrainingError
 from core.store import get_setting, now_iso, set_setting, write_tx
 
 ProgressFn = Callable[[float, str], None]
@@ -140,10 +145,12 @@ def find_issues(
     seed: int = 0,
     pattern: str | None = None,
     input_size: tuple[int, int] | None = None,
+    cancel: threading.Event | None = None,
 ) -> IssueReport:
     """Find likely mislabelled reference images and store them (replacing the previous run's
     open issues). ``pattern``: optional file-name regular expression for specimen groups (see
-    core.groups). Raises :class:`TrainingError` when there are too few labels or classes."""
+    core.groups). Raises :class:`TrainingError` when there are too few labels or classes, and
+    :class:`Cancelled` (nothing stored) once ``cancel`` is set."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -152,7 +159,13 @@ def find_issues(
     from core.train import INPUT_SIZE, load_inputs
 
     t0 = time.perf_counter()
-    prog = progress or (lambda f, m: None)
+    report_to = progress or (lambda f, m: None)
+
+    def prog(f: float, m: str) -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Finding label issues cancelled; the previous results are kept")
+        report_to(f, m)
+
     if folds < 2:
         raise TrainingError(f"folds must be at least 2, got {folds!r}")
     rows = reference_rows(db)
@@ -172,8 +185,11 @@ def find_issues(
         progress=lambda f, m: prog(0.5 * f, m))
     rows = [rows[i] for i in kept]
     ids = [r[0] for r in rows]
-    feats = np.concatenate([texture_features(x[i : i + 64]) for i in range(0, len(x), 64)]) \
-        if len(x) else np.zeros((0, 1), np.float32)
+    chunks = []
+    for i in range(0, len(x), 64):
+        prog(0.5 + 0.1 * i / len(x), f"texture features {i:,}/{len(x):,}")
+        chunks.append(texture_features(x[i : i + 64]))
+    feats = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
     prog(0.6, "texture features done; grouping near-copies")
     image_hashes(db, ids)
     gmap = image_groups(db, ids, pattern=pattern or None)
@@ -196,6 +212,7 @@ def find_issues(
         probs.max(axis=1) >= MAJORITY)
     quality = get_label_quality_scores(y, probs, method="self_confidence")
     ranked = np.flatnonzero(flag)[np.argsort(quality[flag], kind="stable")]
+    prog(0.98, "saving the findings")  # the last point a cancel stops at: nothing written yet
     stamp = now_iso()
     n_kept = 0
     top: list[dict[str, Any]] = []
@@ -231,7 +248,8 @@ def find_issues(
         seconds=round(time.perf_counter() - t0, 1), skipped_unreadable=unreadable,
         skipped_classes=small, top=top)
     set_setting(db, LAST_RUN_KEY, _json(report.to_json()))
-    prog(1.0, report.summary())
+    with contextlib.suppress(Cancelled):  # too late to cancel: the findings are stored
+        report_to(1.0, report.summary())
     return report
 
 

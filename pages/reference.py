@@ -1,13 +1,18 @@
 """Reference set: every labelled image, searchable and filterable, paginated in SQL. Select a
 row to see the image, its full label history, and to relabel it. The "Likely mislabelled" view
-runs the label-issue finder (core/label_issues.py) and lists its findings to keep or relabel."""
+runs the label-issue finder (core/label_issues.py) as a background job (core/jobs.py, one per
+database: a rerun or another browser finds it; progress polled from a fragment; Cancel keeps
+the previous findings) and lists its findings to keep or relabel."""
+
+from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 import ui
-from core import label_issues, labels, stats
+from core import jobs, label_issues, labels, stats
 from core.errors import SemTriageError
+from core.store import open_db
 
 ui.page()
 
@@ -21,6 +26,31 @@ if not fac["labels"]:
     st.page_link("pages/review.py", label="Go to Review", icon=":material/rate_review:")
     st.stop()
 ISSUES_SHOWN = 20
+JOB = "label_issues:" + key  # one finder per database, found again by any session
+
+
+def start_finder() -> None:
+    path = ui.settings().db
+
+    def work(progress: jobs.ProgressFn, cancel: Any) -> label_issues.IssueReport:
+        own = open_db(path)  # this thread's own connection
+        try:
+            return label_issues.find_issues(own, progress=progress, cancel=cancel)
+        finally:
+            own.conn.close()
+
+    jobs.start_job(JOB, "label_issues", work)
+
+
+@st.fragment(run_every=1.0)
+def finder_progress() -> None:
+    job = jobs.get_job(JOB)
+    if job is None or not job.running:
+        st.rerun()  # the whole page: show the findings
+    assert job is not None
+    st.progress(job.fraction, text=f"Finding label issues · {job.message}")
+    if st.button("Cancel", key="li_cancel", icon=":material/stop:"):
+        job.cancel()
 
 
 def resolve(iid: int, action: str) -> None:
@@ -32,7 +62,17 @@ def resolve(iid: int, action: str) -> None:
 
 
 def issues_view() -> None:
-    """Run the finder (with a progress bar), then the open issues, most likely wrong first."""
+    """Run the finder (in the background), then the open issues, most likely wrong first."""
+    job = jobs.get_job(JOB)
+    if job is not None and not job.running:  # how the last run ended, shown once
+        jobs.forget_job(JOB)
+        if job.status == "done":
+            st.success(job.result.summary(), icon=":material/task_alt:")
+        elif job.status == "cancelled":
+            st.info("Finding label issues was cancelled; the previous findings are kept.",
+                    icon=":material/info:")
+        else:
+            ui.show_error(RuntimeError(job.error or "Finding label issues failed"))
     run, counts = label_issues.last_run(db), label_issues.issue_counts(db)
     c = st.columns([4, 1], vertical_alignment="bottom")
     c[0].caption("Images whose label a model trained without them (nor their near-copies) "
@@ -40,17 +80,12 @@ def issues_view() -> None:
                  + (f"Last run {run['run_at']}: {run['flagged']} flagged of {run['labels']}; open "
                     f"{counts['open']}, kept {counts['kept']}, relabelled {counts['relabelled']}."
                     if run else "Not run yet."))
-    if c[1].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
-                   width="stretch"):
-        bar = st.progress(0.0, text="starting…")
-        try:
-            rep = label_issues.find_issues(db, progress=lambda f, m: bar.progress(f, text=m))
-        except SemTriageError as e:
-            bar.empty()
-            ui.show_error(e)
-        else:
-            bar.empty()
-            st.success(rep.summary(), icon=":material/task_alt:")
+    if job is not None and job.running:
+        finder_progress()
+    elif c[1].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
+                     width="stretch", help="Runs in the background; you can keep working."):
+        start_finder()
+        st.rerun()
     if (msg := ss.pop("li_msg", None)) is not None:
         st.error(msg, icon=":material/error:")
     rows = label_issues.issue_queue(db, limit=ISSUES_SHOWN)

@@ -1,5 +1,6 @@
 """AppTest for the active-learning parts of the app: the Review page's order is stored per queue,
-and the Reference set page's "Likely mislabelled" view finds flipped labels and resolves them."""
+and the Reference set page's "Likely mislabelled" view finds flipped labels in a background job
+(progress, Cancel that keeps nothing) and resolves them."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from streamlit.testing.v1 import AppTest
 from test_app import build_app_db
 from test_label_issues import build_reference, flip
 
-from core import labels
+from core import jobs, labels
 from core.ingest import ingest
-from core.label_issues import issue_counts
+from core.label_issues import issue_counts, last_run
 from core.store import open_db
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
@@ -72,9 +73,34 @@ def test_likely_mislabelled_view_finds_and_resolves(tmp_path, monkeypatch):
     at = start("pages/reference.py", path, monkeypatch)
     at.button_group(key="ref_view").set_value("issues").run()
     assert not at.exception
-    at.button(key="li_run").click().run(timeout=120)
+    key = "label_issues:" + str(path.resolve())
+
+    lock = open_db(path)  # hold the write lock: the finder waits on it (storing near-copy hashes)
+    assert lock.execute("SELECT COUNT(*) FROM image_hashes").fetchone()[0] == 0, "nothing cached yet"
+    lock.conn.execute("BEGIN IMMEDIATE")
+    try:
+        at.button(key="li_run").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        job = jobs.get_job(key)
+        assert job is not None and job.running
+        assert any(e.proto.text.startswith("Finding label issues") for e in at.get("progress"))
+        assert not [b for b in at.button if b.key == "li_run"], "no second run while one runs"
+        at.button(key="li_cancel").click().run()
+    finally:
+        lock.conn.execute("ROLLBACK")
+        lock.conn.close()
+    assert job.wait(60) and job.status == "cancelled", (job.status, job.error)
+    at.run()
+    assert any("cancelled" in s.value for s in at.info)
+    assert last_run(db) is None and sum(issue_counts(db).values()) == 0, "a cancelled run stores nothing"
+
+    at.button(key="li_run").click().run()
+    job = jobs.get_job(key)
+    assert job is not None and job.wait(120) and job.status == "done", (job.status, job.error)
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("likely mislabelled of 48" in s.value for s in at.success), [e.value for e in at.error]
+    assert jobs.get_job(key) is None, "the outcome is shown once, then dropped"
     shown = {int(b.key.rsplit("_", 1)[1]) for b in at.button if b.key and b.key.startswith("li_keep_")}
     wrong = sorted(shown & set(truth))
     assert len(wrong) >= 3

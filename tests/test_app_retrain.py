@@ -1,6 +1,7 @@
 """The Models page's Retrain tab and threshold recommendation through AppTest: training runs in
 the background (a rerun neither starts a second run nor loses it), can be cancelled, ends in a
-side-by-side comparison, and Promote switches the model; Apply writes the recommended
+side-by-side comparison, and Promote switches the model — in the background too, and never
+while a retraining runs (nor a retraining while it runs); Apply writes the recommended
 threshold. Admin-only controls are absent for others."""
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ def texts(at: AppTest) -> str:
                      for e in getattr(at, kind))
 
 
+def progress_texts(at: AppTest) -> list[str]:
+    return [e.proto.text for e in at.get("progress")]
+
+
 def test_retrain_in_background_then_compare_and_promote(app_db):
     at = start()
     assert "labelled images to learn from" in texts(at)
@@ -87,14 +92,52 @@ def test_retrain_in_background_then_compare_and_promote(app_db):
     assert at.selectbox(key="rt_candidate").value == cid
     assert any(m.label == "Accuracy" for m in at.metric), "side-by-side metrics"
     assert "Same " in texts(at) and "held-out human labels" in texts(at)
-    assert active_model(open_db(app_db))["id"] != cid
-    at.button(key=f"rt_promote_{cid}").click().run()
+    old = active_model(open_db(app_db))["id"]
+    assert old != cid
+    key = "retrain:" + str(app_db.resolve())
+
+    # hold the database's write lock so that the jobs are seen running (they wait on it)
+    lock = open_db(app_db)
+    lock.conn.execute("BEGIN IMMEDIATE")
+    try:
+        at.button(key="rt_start").click().run()  # a second retraining, blocked on the lock
+        training = jobs.get_job(key)
+        assert training is not None and training.kind == "retrain" and training.running
+        at.button(key=f"rt_promote_{cid}").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert jobs.get_job(key) is training, "no promotion while a retraining runs"
+        assert "A retraining is running" in texts(at)
+        training.cancel()
+    finally:
+        lock.conn.execute("ROLLBACK")
+    assert training.wait(120) and not training.running
+    at.run()  # the retraining's outcome (cancelled, or done when the cancel came too late)
+    at.selectbox(key="rt_candidate").set_value(cid).run()
+    assert active_model(open_db(app_db))["id"] == old
+
+    lock.conn.execute("BEGIN IMMEDIATE")
+    try:
+        at.button(key=f"rt_promote_{cid}").click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        job = jobs.get_job(key)
+        assert job is not None and job.kind == "promote" and job.running
+        assert any(t.startswith("Promoting") for t in progress_texts(at)), progress_texts(at)
+        assert not [b for b in at.button if b.key == "rt_start"], "no retraining while promoting"
+        other = start("carol")  # another browser finds the same promotion, starts nothing
+        assert jobs.get_job(key) is job and any(t.startswith("Promoting") for t in progress_texts(other))
+        assert "wait until it has finished" in texts(other)
+    finally:
+        lock.conn.execute("ROLLBACK")
+        lock.conn.close()
+    assert job.wait(120) and job.status == "done", (job.status, job.error)
+    at.run()
     assert not at.exception, [e.value for e in at.exception]
     db = open_db(app_db)
     assert active_model(db)["id"] == cid
     assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [cid]).fetchone()[0] == \
         db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     assert "is now active" in texts(at) and "queues rebuilt" in texts(at)
+    assert jobs.get_job(key) is None, "the finished promotion is shown once, then dropped"
 
 
 def test_rerun_keeps_the_running_job_and_cancel_registers_nothing(app_db):

@@ -131,3 +131,27 @@ def test_too_few_labels_or_classes_are_refused_clearly(tmp_path):
     empty = open_db(tmp_path / "e.db")
     with pytest.raises(TrainingError, match="none"):
         find_issues(empty)
+
+
+def test_cancel_stops_between_folds_and_stores_nothing(ref_db):
+    """Cancel (a threading.Event, as the app's background job sets it) stops the run at the next
+    progress report; the findings are only written at the end, so nothing is stored."""
+    import threading
+
+    from core.errors import Cancelled
+
+    db, stop, seen = ref_db, threading.Event(), []
+    flip(db, 4)
+
+    def progress(f: float, msg: str) -> None:
+        seen.append(msg)
+        if msg.startswith("fold 1/"):
+            stop.set()
+
+    with pytest.raises(Cancelled):
+        find_issues(db, folds=3, input_size=(SIZE, SIZE), progress=progress, cancel=stop)
+    assert not any(m.startswith("fold 2/") for m in seen), "stopped after the fold it was cancelled in"
+    assert last_run(db) is None and issue_queue(db, 100) == []
+    assert db.execute("SELECT COUNT(*) FROM label_issues").fetchone()[0] == 0
+    rep = find_issues(db, folds=3, input_size=(SIZE, SIZE), cancel=threading.Event())
+    assert rep.flagged == len(issue_queue(db, 100)) > 0, "an unset event changes nothing"
