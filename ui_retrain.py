@@ -34,7 +34,14 @@ def job_key() -> str:
     return "retrain:" + ui.db_key()
 
 
-def _busy_text(job: jobs.Job) -> str:
+def running_job() -> jobs.Job | None:
+    """The retraining or promotion running on this database, if any: switching the active model
+    by hand waits for it too."""
+    job = jobs.get_job(job_key())
+    return job if job is not None and job.running else None
+
+
+def busy_text(job: jobs.Job) -> str:
     what = "A promotion" if job.kind == "promote" else "A retraining"
     return (f"{what} is running ({ui.esc(job.message)}); retraining and promotion wait until it has "
             "finished" + ("." if job.kind == "promote" else " or is cancelled."))
@@ -46,7 +53,7 @@ def _start_job(kind: str, work: jobs.Work) -> None:
     job = held if held is not None and held.running else jobs.start_job(job_key(), kind, work)
     # start_job hands back, instead of starting ours, a job another session started just now
     if job is held or job.kind != kind:
-        st.session_state[RT_MSG] = ("warning", _busy_text(job))
+        st.session_state[RT_MSG] = ("warning", busy_text(job))
 
 
 def _flash(key: str) -> None:
@@ -129,10 +136,13 @@ def _finished(job: jobs.Job) -> None:
             st.session_state[RT_MSG] = ("error", "Promotion failed: " + ui.esc(job.error or job.message))
         st.rerun()  # the whole page: the new active model everywhere
     if job.status == "done":
-        st.success(f"Trained {ui.esc(job.result['version'])}: held-out accuracy on unseen "
-                   f"groups {job.result['headline']:.1%}. Compare it below, then promote "
-                   "or discard it.", icon=":material/check:")
+        st.session_state[RT_MSG] = ("success", f"Trained {ui.esc(job.result['version'])}: "
+                                    f"held-out accuracy on unseen groups "
+                                    f"{job.result['headline']:.1%}. Compare it below, then "
+                                    "promote or discard it.")
         st.session_state["rt_candidate"] = job.result["model_id"]
+        ui.models.clear()  # the candidate is listed under Model versions at once
+        st.rerun()  # the whole page, not only this fragment
     elif job.status == "cancelled":
         st.info("Retraining was cancelled; nothing was registered.", icon=":material/info:")
     else:

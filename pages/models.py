@@ -96,9 +96,12 @@ with tab_models:
             else:
                 st.caption("No model card (accuracy, calibration) was found beside this model.")
             pending = ingest.pending_count(db, m["id"])
+            busy = ui_retrain.running_job()
+            if admin and busy is not None:
+                st.caption(ui_retrain.busy_text(busy))
             if not m["active"]:
                 if admin and st.button("Make active and predict", key=f"mdl_activate_{m['id']}",
-                                       icon=":material/play_arrow:"):
+                                       icon=":material/play_arrow:", disabled=busy is not None):
                     try:
                         registry.set_active_model(db, m["id"], by=ui.user())
                     except SemTriageError as e:
@@ -106,7 +109,8 @@ with tab_models:
                     else:
                         predict(m, reroute=True)
             elif admin and pending and st.button(f"Predict {pending:,} images not yet predicted",
-                                                 key=f"mdl_predict_{m['id']}", icon=":material/play_arrow:"):
+                                                 key=f"mdl_predict_{m['id']}", icon=":material/play_arrow:",
+                                                 disabled=busy is not None):
                 predict(m)
 
 with tab_thr:

@@ -126,6 +126,9 @@ def test_retrain_in_background_then_compare_and_promote(app_db):
         other = start("carol")  # another browser finds the same promotion, starts nothing
         assert jobs.get_job(key) is job and any(t.startswith("Promoting") for t in progress_texts(other))
         assert "wait until it has finished" in texts(other)
+        # switching the active model by hand waits for the promotion too
+        switches = [b for b in other.button if b.key and b.key.startswith("mdl_activate_")]
+        assert switches and all(b.disabled for b in switches), [b.key for b in other.button]
     finally:
         lock.conn.execute("ROLLBACK")
         lock.conn.close()
