@@ -119,3 +119,37 @@ def sem_fixtures() -> Path:
     if not FIXTURES.is_dir():
         pytest.skip(f"real SEM fixtures absent: {FIXTURES} (shared/fixtures/sem-tiff)")
     return FIXTURES
+
+
+# ---------------------------------------------------------------- AppTest
+
+
+@pytest.fixture
+def navigation_v2(monkeypatch):
+    """AppTest resets ``PagesManager.uses_pages_directory`` before every run, so with a
+    ``pages/`` folder next to app.py its reruns execute the page file alone (the v1 multipage
+    mode), skipping app.py and its sidebar. The real server turns that mode off as soon as
+    app.py calls ``st.navigation``; do the same here. AppTest modules use it with
+    ``pytestmark = pytest.mark.usefixtures("navigation_v2")``."""
+    from streamlit.runtime.pages_manager import PagesManager
+
+    original = PagesManager.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    monkeypatch.setattr(PagesManager, "__init__", init)
+
+
+def app_db_copy(template: Path, tmp_path: Path, monkeypatch) -> Path:
+    """A private copy of the database ``template`` for one app test, named by SEMTRIAGE_DB
+    (``tmp_path`` is the server folder the app may ingest from)."""
+    from core.store import backup, open_db
+
+    src = open_db(template)
+    path = backup(src, tmp_path / "data" / "app.db")
+    src.conn.close()
+    monkeypatch.setenv("SEMTRIAGE_DB", str(path))
+    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
+    return path

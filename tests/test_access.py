@@ -8,15 +8,17 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import build_tiny_model
+from conftest import app_db_copy, build_tiny_model
 from streamlit.testing.v1 import AppTest
-from test_app import APP, CLASSES, build_app_db, navigation_v2, texts  # noqa: F401
+from test_app import APP, CLASSES, build_app_db, texts
 
 from core import access, demo, labels, registry, routing
 from core.config import Settings
 from core.errors import Forbidden
 from core.labels import current_label
-from core.store import backup, open_db
+from core.store import open_db
+
+pytestmark = pytest.mark.usefixtures("navigation_v2")  # AppTest below; see conftest.py
 
 ROOT = Path(__file__).resolve().parents[1]
 ALICE, BOSS = "alice@lab.example.org", "Boss@Lab.example.org"
@@ -63,12 +65,7 @@ def template(tmp_path_factory) -> Path:
 @pytest.fixture
 def app_db(template, tmp_path, monkeypatch) -> Path:
     """A private copy of test_app's populated database, named by SEMTRIAGE_DB."""
-    src = open_db(template)
-    path = backup(src, tmp_path / "data" / "app.db")
-    src.conn.close()
-    monkeypatch.setenv("SEMTRIAGE_DB", str(path))
-    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
-    return path
+    return app_db_copy(template, tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_tiny_model, write_images
-from streamlit.runtime.pages_manager import PagesManager
+from conftest import app_db_copy, build_tiny_model, write_images
 from streamlit.testing.v1 import AppTest
 
 from core import labels
@@ -17,7 +16,7 @@ from core.ingest import ingest
 from core.labels import current_label, history, queue_counts
 from core.model import Classifier
 from core.registry import register_model
-from core.store import backup, open_db
+from core.store import open_db
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = [
@@ -51,19 +50,7 @@ def build_app_db(root: Path, *, n_png: int = 16, n_tiff: int = 4, reference: int
     return db_path
 
 
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch):
-    """AppTest resets ``PagesManager.uses_pages_directory`` before every run, so with a
-    ``pages/`` folder next to app.py its reruns execute the page file alone (the v1 multipage
-    mode), skipping app.py and its sidebar. The real server turns that mode off as soon as
-    app.py calls ``st.navigation``; do the same here."""
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_v2")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -74,12 +61,7 @@ def template_db(tmp_path_factory) -> Path:
 @pytest.fixture
 def app_db(template_db, tmp_path, monkeypatch) -> Path:
     """A private copy of the populated database, named by SEMTRIAGE_DB."""
-    src = open_db(template_db)
-    path = backup(src, tmp_path / "data" / "app.db")
-    src.conn.close()
-    monkeypatch.setenv("SEMTRIAGE_DB", str(path))
-    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
-    return path
+    return app_db_copy(template_db, tmp_path, monkeypatch)
 
 
 @pytest.fixture

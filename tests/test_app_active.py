@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 from test_app import build_app_db
 from test_label_issues import build_reference, flip
@@ -20,16 +19,7 @@ from core.store import open_db
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
 
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch):
-    """As in test_app.py: AppTest must not fall back to running page files alone."""
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_v2")  # see conftest.py
 
 
 def start(page: str, db_path: Path, monkeypatch, reviewer: str = "alice") -> AppTest:

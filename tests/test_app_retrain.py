@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_model, write_images
+from conftest import app_db_copy, build_tiny_model, write_images
 from retrain_fixtures import build_labelled_db
-from streamlit.runtime.pages_manager import PagesManager
 from streamlit.testing.v1 import AppTest
 
 from core import jobs, labels
@@ -20,22 +19,13 @@ from core.ingest import ingest
 from core.model import Classifier
 from core.registry import active_model, list_models, register_model
 from core.routing import get_thresholds
-from core.store import backup, open_db
+from core.store import open_db
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 torch.set_num_threads(1)
 
 
-@pytest.fixture(autouse=True)
-def navigation_v2(monkeypatch):
-    """As in test_app.py: AppTest must not fall back to running page files alone."""
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_v2")  # see conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +35,7 @@ def template(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app_db(template, tmp_path, monkeypatch) -> Path:
-    src = open_db(template)
-    path = backup(src, tmp_path / "data" / "app.db")
-    src.conn.close()
-    monkeypatch.setenv("SEMTRIAGE_DB", str(path))
-    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
+    path = app_db_copy(template, tmp_path, monkeypatch)
     yield path
     job = jobs.get_job("retrain:" + str(path.resolve()))
     if job is not None:  # never leave a thread behind for the next test
