@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from core.config import DEFAULT_DB, DEFAULT_MODEL, Settings
+from core.config import DEFAULT_MODEL, Settings
 from core.errors import SemTriageError
 
 
@@ -113,9 +113,8 @@ def init(db_path: Path, model_path: Path | None, as_json: bool) -> None:
 
     db = _open(db_path)
     path = model_path or (DEFAULT_MODEL if DEFAULT_MODEL.is_file() else None)
-    model = None
     if path is not None and (model_path is not None or active_model(db) is None):
-        model = register_model(db, path, activate=True)
+        register_model(db, path, activate=True)
     active = active_model(db)
     _emit(as_json, {"db": str(db_path), "active_model": active and active["version"]},
           f"Database ready: {db_path}\nActive model: {active['version'] if active else 'none'}")

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -693,7 +693,7 @@ def build_card(result: TrainResult, version: str) -> dict[str, Any]:
     m = result.metrics
     return {
         "version": version,
-        "architecture": result.model.describe(),
+        "architecture": cast(Any, result.model).describe(),
         "parameters": result.parameters,
         "input_size": list(result.input_size),
         "channels": result.channels,
@@ -759,7 +759,7 @@ def export_onnx(result: TrainResult, out_path: str | Path, *, version: str,
         "temperature": repr(float(result.temperature)),
         "version": version,
         "training_data": json.dumps(result.training_data, sort_keys=True),
-        "architecture": json.dumps(result.model.architecture()),
+        "architecture": json.dumps(cast(Any, result.model).architecture()),
     }
     del proto.metadata_props[:]
     for k, v in meta.items():

@@ -16,7 +16,7 @@ from conftest import write_images
 from core.config import Settings
 from core.errors import PathNotAllowed
 from core.ingest import check_allowed, ingest, predict_pending
-from core.labels import current_label, queue_counts
+from core.labels import queue_counts
 from core.model import Classifier
 from core.registry import register_model
 from core.store import integrity_ok, open_db
