@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import plotly.express as px
 import plotly.graph_objects as go
@@ -136,10 +135,10 @@ def _finished(job: jobs.Job) -> None:
             st.session_state[RT_MSG] = ("error", "Promotion failed: " + ui.esc(job.error or job.message))
         st.rerun()  # the whole page: the new active model everywhere
     if job.status == "done":
-        st.session_state[RT_MSG] = ("success", f"Trained {ui.esc(job.result['version'])}: "
-                                    f"held-out accuracy on unseen groups "
-                                    f"{job.result['headline']:.1%}. Compare it below, then "
-                                    "promote or discard it.")
+        st.session_state[RT_MSG] = ("success", (f"Trained {ui.esc(job.result['version'])}: "
+                                                f"held-out accuracy on unseen groups "
+                                                f"{job.result['headline']:.1%}. Compare it "
+                                                "below, then promote or discard it."))
         st.session_state["rt_candidate"] = job.result["model_id"]
         ui.models.clear()  # the candidate is listed under Model versions at once
         st.rerun()  # the whole page, not only this fragment
@@ -329,9 +328,7 @@ def recommendation(db: Any, active: dict[str, Any], admin: bool) -> None:
                     f"{g.n_accepted:,} ({g.coverage:.0%}) would be auto-accepted with {g.errors} errors; "
                     f"error {g.risk:.1%}, 95 % interval {g.interval[0]:.1%}–{g.interval[1]:.1%}, "
                     f"guaranteed ≤ {g.risk_upper:.1%} at {g.level:.0%} confidence.")
-    curve = pd.DataFrame(g.curve)
-    if len(curve) > 400:  # one point per distinct confidence: thin it out for the browser
-        curve = curve.iloc[np.unique(np.linspace(0, len(curve) - 1, 400).round().astype(int))]
+    curve = pd.DataFrame(calibration.thin_curve(g.curve))
     if len(curve):
         fig = go.Figure()
         fig.add_scatter(x=curve["coverage"], y=curve["risk"], name="error (observed)", mode="lines")

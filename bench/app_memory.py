@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from browser_util import CHROMIUM, CHROMIUM_ARGS, settle, start_server, stop_server  # noqa: E402
+from browser_util import CHROMIUM, CHROMIUM_ARGS, settle, start_server, stop_server
 
-from core.store import open_db  # noqa: E402
+from core.store import open_db
 
 PAGES = ["", "review", "grid", "reference", "models", "ingest", "export"]
 

@@ -28,12 +28,12 @@ import tifffile
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.config import DEFAULT_MODEL, Settings  # noqa: E402
-from core.imageio import read_image  # noqa: E402
-from core.ingest import ingest  # noqa: E402
-from core.model import Classifier  # noqa: E402
-from core.registry import register_model  # noqa: E402
-from core.store import open_db  # noqa: E402
+from core.config import DEFAULT_MODEL, Settings
+from core.imageio import read_image
+from core.ingest import ingest
+from core.model import Classifier
+from core.registry import register_model
+from core.store import open_db
 
 
 def make_tiffs(folder: Path, n: int) -> list[Path]:

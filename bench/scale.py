@@ -52,9 +52,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from core.config import DEFAULT_MODEL, NFFA_CLASSES, Settings  # noqa: E402
-from core.labels import decide, next_images, random_key, sync_auto_labels, undo_last  # noqa: E402
-from core.routing import (  # noqa: E402
+from core.config import DEFAULT_MODEL, NFFA_CLASSES, Settings
+from core.labels import decide, next_images, random_key, sync_auto_labels, undo_last
+from core.routing import (
     GLOBAL,
     Thresholds,
     decide_queue,
@@ -63,7 +63,7 @@ from core.routing import (  # noqa: E402
     reroute,
     set_thresholds,
 )
-from core.stats import (  # noqa: E402
+from core.stats import (
     RefFilter,
     confidence_histogram,
     confusion,
@@ -73,7 +73,7 @@ from core.stats import (  # noqa: E402
     queue_left,
     search_reference,
 )
-from core.store import now_iso, open_db, write_tx  # noqa: E402
+from core.store import now_iso, open_db, write_tx
 
 OUT = ROOT / "bench" / "out" / "scale"
 CHUNK = 50_000

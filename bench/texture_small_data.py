@@ -24,6 +24,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model_quality import throughput  # bench/: the same ONNX Runtime measurement
+
 from core import synth
 from core import train as tr
 from core.model import Classifier
@@ -40,20 +42,6 @@ def make(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             xs.append(prepare(scan, tr.INPUT_SIZE, 1, tr.MEAN, tr.STD))
             ys.append(k)
     return np.stack(xs), np.array(ys)
-
-
-def throughput(path: Path, batch: int = 32, seconds: float = 3.0) -> float:
-    clf = Classifier(path)
-    h, w = clf.info.input_size
-    x = np.random.default_rng(0).normal(0, 1, (batch, 1, h, w)).astype(np.float32)
-    feed = {clf.info.input_name: x}
-    for _ in range(3):
-        clf.session.run(None, feed)
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        clf.session.run(None, feed)
-        n += batch
-    return n / (time.perf_counter() - t0)
 
 
 def score(res: tr.TrainResult, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -89,7 +77,7 @@ def main() -> None:
         secs = time.perf_counter() - t0
         acc, ece = score(res, xte, yte)
         path = tr.export_onnx(res, Path(tmp) / "texture.onnx", version="bench-texture")
-        rows.append(("TextureNet", res.parameters, secs, acc, ece, throughput(path)))
+        rows.append(("TextureNet", res.parameters, secs, acc, ece, throughput(Classifier(path))))
         t0 = time.perf_counter()
         res = tr.train_arrays(xtr, ytr, xva, yva, class_names=names, epochs=a.semnet_epochs,
                               seed=a.seed)
@@ -97,7 +85,7 @@ def main() -> None:
         acc, ece = score(res, xte, yte)
         path = tr.export_onnx(res, Path(tmp) / "semnet.onnx", version="bench-semnet")
         rows.append((f"SemNet {a.semnet_epochs} ep", res.parameters, secs, acc, ece,
-                     throughput(path)))
+                     throughput(Classifier(path))))
     print(f"{'model':<16}{'trainable':>10}{'train s':>9}{'test acc':>10}{'ECE':>7}"
           f"{'ORT img/s @32':>15}")
     for name, params, secs, acc, ece, ips in rows:

@@ -110,6 +110,14 @@ def _steps(c: np.ndarray, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.nd
     return cs[last], n[last], errs[last]
 
 
+def thin_curve(curve: Sequence[dict[str, Any]], n: int = 400) -> list[dict[str, Any]]:
+    """At most ``n`` evenly spaced points of a risk–coverage curve (first and last kept): the
+    curve has one point per distinct confidence, too many to draw in a browser."""
+    if len(curve) <= n:
+        return list(curve)
+    return [curve[int(i)] for i in np.unique(np.linspace(0, len(curve) - 1, n).round())]
+
+
 def risk_coverage(confidence: Any, correct: Any, level: float = DEFAULT_LEVEL) -> list[dict[str, Any]]:
     """The risk–coverage curve: one row per distinct confidence t (highest first) with what
     auto-accepting ``confidence ≥ t`` would do on these labels: ``coverage`` (share accepted),

@@ -18,6 +18,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.errors import ClaimConflict, NotFound, StoreError
+from core.routing import current_reason, get_thresholds
 from core.store import get_setting, now_iso, set_setting, write_tx
 
 SPECIAL_LABELS = ("several", "unusable")
@@ -501,8 +502,6 @@ def review_item(db: Database, image_id: int, model_id: int | None = None) -> dic
     r["warnings"] = json.loads(r["warnings"] or "[]")
     names = json.loads(r.pop("class_names") or "[]")
     if r["pred"] is not None:
-        from core.routing import current_reason, get_thresholds
-
         r["reason"] = current_reason(get_thresholds(db), r["pred"], r["p1"], r["second"], r["p2"])
     probs = json.loads(r["probs"]) if r["probs"] else []
     r["probs"] = dict(sorted(zip(names, probs), key=lambda kv: -kv[1]))

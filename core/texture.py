@@ -62,6 +62,7 @@ from core.train import (
     TrainResult,
     fit_temperature,
     held_out_metrics,
+    split_counts,
 )
 
 ProgressFn = Callable[[float, str], None]
@@ -466,10 +467,7 @@ def _train_texture(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.nd
     else:
         val_logits, temperature, metrics = np.zeros((0, k), np.float32), 1.0, {}
     metrics["evaluated_on"] = f"{len(yva)} held-out single-class images"
-    counts = {
-        "train": {c: int((ytr == i).sum()) for i, c in enumerate(class_names)},
-        "val": {c: int((yva == i).sum()) for i, c in enumerate(class_names)},
-    }
+    counts = split_counts(ytr, yva, class_names)
     td = dict(training_data or {})
     td.setdefault("images", {"train": len(ytr), "val": len(yva)})
     td.setdefault("model_family", "TextureNet")

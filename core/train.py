@@ -325,6 +325,13 @@ def classification_report(probs: np.ndarray, labels: np.ndarray,
 # ----------------------------------------------------------------------------- training
 
 
+def split_counts(ytr: np.ndarray, yva: np.ndarray, class_names: Sequence[str]
+                 ) -> dict[str, dict[str, int]]:
+    """Images per class in the training and the held-out split (the card's data counts)."""
+    return {"train": {c: int((ytr == i).sum()) for i, c in enumerate(class_names)},
+            "val": {c: int((yva == i).sum()) for i, c in enumerate(class_names)}}
+
+
 def held_out_metrics(logits: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
                      temperature: float) -> dict[str, Any]:
     """The card's numbers for held-out ``logits``: the classification report at
@@ -621,10 +628,7 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
     else:
         val_logits, temperature, metrics = np.zeros((0, k), np.float32), 1.0, {}
     metrics["evaluated_on"] = f"{len(yva)} held-out single-class images"
-    counts = {
-        "train": {c: int((ytr == i).sum()) for i, c in enumerate(class_names)},
-        "val": {c: int((yva == i).sum()) for i, c in enumerate(class_names)},
-    }
+    counts = split_counts(ytr, yva, class_names)
     td = dict(training_data or {})
     td.setdefault("images", {"train": len(ytr), "val": len(yva)})
     if n_mixed:

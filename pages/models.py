@@ -83,6 +83,7 @@ tab_models, tab_retrain, tab_thr, tab_add = st.tabs(["Model versions", "Retrain"
 with tab_models:
     if not ms:
         st.info("No model registered yet — add one on the **Add a model** tab.", icon=":material/info:")
+    busy = ui_retrain.running_job()  # a retraining or promotion: switching by hand waits
     for m in reversed(ms):
         with st.expander(f"{m['version']}" + ("  · active" if m["active"] else ""), expanded=m["active"],
                          icon=":material/check_circle:" if m["active"] else ":material/deployed_code:"):
@@ -96,7 +97,6 @@ with tab_models:
             else:
                 st.caption("No model card (accuracy, calibration) was found beside this model.")
             pending = ingest.pending_count(db, m["id"])
-            busy = ui_retrain.running_job()
             if admin and busy is not None:
                 st.caption(ui_retrain.busy_text(busy))
             if not m["active"]:

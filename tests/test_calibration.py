@@ -19,6 +19,7 @@ from core.calibration import (
     recommend_per_class,
     refit_temperature,
     risk_coverage,
+    thin_curve,
 )
 from core.errors import NotFound
 from core.labels import random_key
@@ -196,3 +197,15 @@ def test_heldout_predictions_excludes_training_images_and_foreign_labels(tmp_pat
     assert h.excluded_train == 2 and len(h) == 7
     with pytest.raises(NotFound):
         heldout_predictions(db, 999)
+
+
+def test_thinned_curve_keeps_its_ends_and_order():
+    """The page draws at most 400 points of a curve with one point per distinct confidence."""
+    rng = np.random.default_rng(3)
+    conf = rng.uniform(0, 1, 5000)
+    curve = risk_coverage(conf, rng.uniform(0, 1, 5000) < conf)
+    thin = thin_curve(curve, 400)
+    assert len(curve) > 400 and len(thin) <= 400
+    assert thin[0] == curve[0] and thin[-1] == curve[-1]
+    assert [r["coverage"] for r in thin] == sorted(r["coverage"] for r in thin)
+    assert thin_curve(curve[:10], 400) == curve[:10]
