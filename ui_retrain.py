@@ -33,13 +33,6 @@ def job_key() -> str:
     return "retrain:" + ui.db_key()
 
 
-def running_job() -> jobs.Job | None:
-    """The retraining or promotion running on this database, if any: switching the active model
-    by hand waits for it too."""
-    job = jobs.get_job(job_key())
-    return job if job is not None and job.running else None
-
-
 def busy_text(job: jobs.Job) -> str:
     what = "A promotion" if job.kind == "promote" else "A retraining"
     return (f"{what} is running ({ui.esc(job.message)}); retraining and promotion wait until it has "
@@ -105,8 +98,11 @@ def _start(opts: retrain.RetrainOptions) -> None:
     _start_job("retrain", work)
 
 
-def _promote(model_id: int) -> None:
-    """Promote in the background: activate, predict every unpredicted image, re-route."""
+def start_promote(model_id: int) -> None:
+    """Promote in the background: activate, predict every unpredicted image, re-route. Also
+    the Model versions tab's "Make active and predict" and "Predict … not yet predicted"
+    (promoting the active model predicts what it has not seen), so a switch on a large
+    database neither blocks the page nor stops half-way when the user clicks elsewhere."""
     path, cfg, by = ui.settings().db, ui.settings(), ui.user()
 
     def work(progress: jobs.ProgressFn, cancel: Any) -> dict[str, Any]:
@@ -160,35 +156,45 @@ def _progress(admin: bool) -> None:
         job.cancel()
 
 
-def retrain_tab(db: Any, active: dict[str, Any] | None, admin: bool) -> None:
+def job_status(admin: bool) -> jobs.Job | None:
+    """Above the Models page's tabs: the running model job's progress, or how the last one
+    ended (once). Returns the running job, if any."""
     _flash(RT_MSG)
+    job = jobs.get_job(job_key())
+    if job is not None and job.running:
+        _progress(admin)
+        return job
+    if job is not None:
+        _finished(job)
+    return None
+
+
+def retrain_tab(db: Any, active: dict[str, Any] | None, admin: bool,
+                job: jobs.Job | None) -> None:
+    """``job``: the running model job (:func:`job_status`), whose progress shows above."""
     counts = retrain.label_summary(db)
     st.caption(f"{sum(counts.values()):,} labelled images to learn from (human and imported "
                "labels; several / unusable left out): "
                + (", ".join(f"{ui.esc(c)} {n:,}" for c, n in counts.items()) or "none yet"))
-    job = jobs.get_job(job_key())
-    if job is not None and job.running:
-        _progress(admin)
-        if job.kind == "promote":  # the candidates and the active model change as it ends
-            st.caption("Predicting every image the new model has not seen and rebuilding the "
-                       "queues. Retraining and other promotions wait until it has finished.")
-            return
-    else:
-        if job is not None:
-            _finished(job)
-        if admin:
-            with st.expander("Train a candidate", icon=":material/model_training:",
-                             expanded=not retrain.find_candidates(db)):
-                opts = _options(active)
-                if st.button("Start retraining", key="rt_start", type="primary",
-                             icon=":material/play_arrow:"):
-                    try:
-                        opts.validate()
-                    except SemTriageError as e:
-                        ui.show_error(e)
-                    else:
-                        _start(opts)
-                        st.rerun()
+    if job is not None and job.kind == "promote":  # candidates and active model change as it ends
+        st.caption("Predicting every image the new model has not seen and rebuilding the "
+                   "queues. Retraining and other promotions wait until it has finished.")
+        return
+    if job is not None:
+        st.caption("Retraining is running: its progress shows above the tabs.")
+    elif admin:
+        with st.expander("Train a candidate", icon=":material/model_training:",
+                         expanded=not retrain.find_candidates(db)):
+            opts = _options(active)
+            if st.button("Start retraining", key="rt_start", type="primary",
+                         icon=":material/play_arrow:"):
+                try:
+                    opts.validate()
+                except SemTriageError as e:
+                    ui.show_error(e)
+                else:
+                    _start(opts)
+                    st.rerun()
     cands = retrain.find_candidates(db)
     if not cands:
         st.info("No candidate yet. A candidate trains on the labels, never sees the held-out "
@@ -262,7 +268,7 @@ def _comparison(db: Any, cand: dict[str, Any], admin: bool) -> None:
     if b[0].button("Promote", key=f"rt_promote_{cand['id']}", type="primary", icon=":material/upgrade:",
                    help="Runs in the background: predicts every image this model has not seen "
                    "and rebuilds the queues."):
-        _promote(cand["id"])
+        start_promote(cand["id"])
         st.rerun()
     if b[1].button("Discard", key=f"rt_discard_{cand['id']}", icon=":material/delete:"):
         try:

@@ -27,26 +27,6 @@ ms = ui.models(db, key)
 active = next((m for m in ms if m["active"]), None)
 
 
-def predict(model: dict, reroute: bool = False) -> None:
-    """Predict every image the model has not seen (and, on a switch, re-route its older
-    predictions under the current thresholds), with a progress bar."""
-    bar = st.progress(0.0, text="Predicting…")
-    try:
-        rep = ingest.predict_pending(db, ui.classifier(model["path"]), model["id"], settings=cfg,
-                                     progress=lambda d, t, m: bar.progress(
-                                         d / t if t else 1.0, text=f"{d:,}/{t:,} · {m}"))
-        if reroute:
-            routing.reroute(db, model["id"], by=ui.user())
-    except SemTriageError as e:
-        ui.show_error(e)
-        return
-    bar.progress(1.0, text=rep.summary())
-    if rep.failed:
-        st.dataframe(pd.DataFrame(rep.failed, columns=["file", "reason"]), hide_index=True,
-                     key=f"mdl_failed_{model['id']}")
-    ui.clear_after_model()
-
-
 def show_card(card: dict, mid: int) -> None:
     """Accuracy, calibration, per-class table and confusion matrix from a model card."""
     ece = card.get("ece_15_bins") if isinstance(card.get("ece_15_bins"), dict) else {}
@@ -78,12 +58,12 @@ def show_card(card: dict, mid: int) -> None:
         st.json(card, expanded=1)
 
 
+busy = ui_retrain.job_status(admin)  # a retraining or promotion: progress above the tabs
 tab_models, tab_retrain, tab_thr, tab_add = st.tabs(["Model versions", "Retrain", "Thresholds",
                                                      "Add a model"])
 with tab_models:
     if not ms:
         st.info("No model registered yet — add one on the **Add a model** tab.", icon=":material/info:")
-    busy = ui_retrain.running_job()  # a retraining or promotion: switching by hand waits
     for m in reversed(ms):
         with st.expander(f"{m['version']}" + ("  · active" if m["active"] else ""), expanded=m["active"],
                          icon=":material/check_circle:" if m["active"] else ":material/deployed_code:"):
@@ -102,16 +82,13 @@ with tab_models:
             if not m["active"]:
                 if admin and st.button("Make active and predict", key=f"mdl_activate_{m['id']}",
                                        icon=":material/play_arrow:", disabled=busy is not None):
-                    try:
-                        registry.set_active_model(db, m["id"], by=ui.user())
-                    except SemTriageError as e:
-                        ui.show_error(e)
-                    else:
-                        predict(m, reroute=True)
+                    ui_retrain.start_promote(m["id"])  # in the background, like a promotion
+                    st.rerun()
             elif admin and pending and st.button(f"Predict {pending:,} images not yet predicted",
                                                  key=f"mdl_predict_{m['id']}", icon=":material/play_arrow:",
                                                  disabled=busy is not None):
-                predict(m)
+                ui_retrain.start_promote(m["id"])
+                st.rerun()
 
 with tab_thr:
     if active is None:
@@ -170,7 +147,7 @@ with tab_thr:
         ui_retrain.recommendation(db, active, admin)
 
 with tab_retrain:
-    ui_retrain.retrain_tab(db, active, admin)
+    ui_retrain.retrain_tab(db, active, admin, busy)
 
 with tab_add:
     up = st.file_uploader("ONNX model", type=["onnx"], key="mdl_file")
@@ -186,13 +163,13 @@ with tab_add:
             path = Path(tmp) / safe_name(up.name, default="model.onnx")
             path.write_bytes(up.getvalue())
             try:
-                m = registry.register_model(db, path, metadata=meta, copy_to=dest, activate=make_active,
-                                            by=ui.user())
+                m = registry.register_model(db, path, metadata=meta, copy_to=dest, by=ui.user())
             except SemTriageError as e:
                 ui.show_error(e)
                 m = None
         if m is not None:
             ui.clear_after_model()
+            if make_active:  # activate, predict every image, re-route: in the background
+                ui_retrain.start_promote(m["id"])
+                st.rerun()
             st.success(f"Registered {ui.esc(m['version'])} with {len(m['class_names'])} classes.")
-            if make_active:
-                predict(m, reroute=True)

@@ -11,7 +11,7 @@ import pytest
 from conftest import app_db_copy, build_tiny_model, write_images
 from streamlit.testing.v1 import AppTest
 
-from core import labels
+from core import jobs, labels
 from core.ingest import ingest
 from core.labels import current_label, history, queue_counts
 from core.model import Classifier
@@ -352,6 +352,12 @@ def test_register_a_model_upload_with_class_names_and_activate_it(app_db, tmp_pa
     at.toggle(key="mdl_make_active").set_value(True).run()
     at.button(key="mdl_register").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    job = jobs.get_job("retrain:" + str(app_db.resolve()))  # activating predicts in the background
+    assert job is not None and job.kind == "promote"
+    assert job.wait(60) and job.status == "done", (job.status, job.error)
+    at.run()
+    assert any("is now active" in s.value and "20 images predicted" in s.value for s in at.success), \
+        [s.value for s in at.success]
     db = open_db(app_db)
     active = db.execute("SELECT id, class_names FROM models WHERE active = 1").fetchone()
     assert active[1] == '["a", "b", "c", "d"]'

@@ -178,3 +178,25 @@ def test_recommended_threshold_is_applied(tmp_path, monkeypatch):
     t = get_thresholds(open_db(path))["*"].accept
     assert t < 0.7 and "Applied the recommended thresholds" in texts(at)
     assert at.slider(key="thr_accept").value == pytest.approx(t)
+
+
+def test_make_active_predicts_in_the_background_and_survives_leaving_the_page(app_db, tmp_path):
+    db = open_db(app_db)
+    old = active_model(db)
+    other = register_model(db, build_tiny_model(tmp_path / "other.onnx", old["class_names"], temperature=1.5))
+    n_images = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [other["id"]]).fetchone()[0] == 0
+    at = start()
+    at.button(key=f"mdl_activate_{other['id']}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = jobs.get_job("retrain:" + str(app_db.resolve()))
+    assert job is not None and job.kind == "promote"
+    at.switch_page("pages/review.py").run()  # the user walks away: the switch goes on without the page
+    assert job.wait(120) and job.status == "done", (job.status, job.error)
+    at.switch_page("pages/models.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    db = open_db(app_db)
+    assert active_model(db)["id"] == other["id"]
+    assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?",
+                      [other["id"]]).fetchone()[0] == n_images
+    assert "is now active" in texts(at) and f"{n_images:,} images predicted" in texts(at)
