@@ -1,18 +1,14 @@
 """Reference set: every labelled image, searchable and filterable, paginated in SQL. Select a
 row to see the image, its full label history, and to relabel it. The "Likely mislabelled" view
-runs the label-issue finder (core/label_issues.py) as a background job (core/jobs.py, one per
-database: a rerun or another browser finds it; progress polled from a fragment; Cancel keeps
-the previous findings) and lists its findings to keep or relabel."""
-
-from typing import Any
+is ui_issues.py."""
 
 import pandas as pd
 import streamlit as st
 
 import ui
-from core import jobs, label_issues, labels, stats
+import ui_issues
+from core import labels, stats
 from core.errors import SemTriageError
-from core.store import open_db
 
 ui.page()
 
@@ -25,97 +21,11 @@ if not fac["labels"]:
             "folders with *labels from folder names*.", icon=":material/info:")
     st.page_link("pages/review.py", label="Go to Review", icon=":material/rate_review:")
     st.stop()
-ISSUES_SHOWN = 20
-JOB = "label_issues:" + key  # one finder per database, found again by any session
-
-
-def start_finder() -> None:
-    path = ui.settings().db
-
-    def work(progress: jobs.ProgressFn, cancel: Any) -> label_issues.IssueReport:
-        own = open_db(path)  # this thread's own connection
-        try:
-            return label_issues.find_issues(own, progress=progress, cancel=cancel)
-        finally:
-            own.conn.close()
-
-    jobs.start_job(JOB, "label_issues", work)
-
-
-@st.fragment(run_every=1.0)
-def finder_progress() -> None:
-    job = jobs.get_job(JOB)
-    if job is None or not job.running:
-        st.rerun()  # the whole page: show the findings
-    assert job is not None
-    st.progress(job.fraction, text=f"Finding label issues · {job.message}")
-    if st.button("Cancel", key="li_cancel", icon=":material/stop:"):
-        job.cancel()
-
-
-def resolve(iid: int, action: str) -> None:
-    try:
-        label_issues.resolve_issue(db, iid, ui.reviewer(), action)
-    except SemTriageError as e:
-        ss["li_msg"] = str(e)
-    ui.clear_after_label()
-
-
-def issues_view() -> None:
-    """Run the finder (in the background), then the open issues, most likely wrong first."""
-    job = jobs.get_job(JOB)
-    if job is not None and not job.running:  # how the last run ended, shown once
-        jobs.forget_job(JOB)
-        if job.status == "done":
-            st.success(job.result.summary(), icon=":material/task_alt:")
-        elif job.status == "cancelled":
-            st.info("Finding label issues was cancelled; the previous findings are kept.",
-                    icon=":material/info:")
-        else:
-            ui.show_error(RuntimeError(job.error or "Finding label issues failed"))
-    run, counts = label_issues.last_run(db), label_issues.issue_counts(db)
-    c = st.columns([4, 1], vertical_alignment="bottom")
-    c[0].caption("Images whose label a model trained without them (nor their near-copies) "
-                 "contradicts: out-of-fold texture classifier + confident learning (cleanlab). "
-                 + (f"Last run {run['run_at']}: {run['flagged']} flagged of {run['labels']}; open "
-                    f"{counts['open']}, kept {counts['kept']}, relabelled {counts['relabelled']}."
-                    if run else "Not run yet."))
-    if job is not None and job.running:
-        finder_progress()
-    elif c[1].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
-                     width="stretch", help="Runs in the background; you can keep working."):
-        start_finder()
-        st.rerun()
-    if (msg := ss.pop("li_msg", None)) is not None:
-        st.error(msg, icon=":material/error:")
-    rows = label_issues.issue_queue(db, limit=ISSUES_SHOWN)
-    if not rows:
-        if run:
-            st.info("No open label issues.", icon=":material/task_alt:")
-        return
-    st.caption(f"The {len(rows)} most likely mislabelled of {label_issues.issue_counts(db)['open']} open. "
-               "Keep: the label is right (not flagged again). Relabel: take the suggestion.")
-    who = ui.reviewer()
-    for r in rows:
-        iid = r["image_id"]
-        with st.container(border=True, key=f"li_row_{iid}", horizontal=True, vertical_alignment="center"):
-            if (thumb := stats.thumbnail(db, iid)) is not None:
-                st.image(thumb, width=96)
-            st.markdown(f"**{ui.esc(r['name'])}**  \nlabel **{ui.esc(r['given'])}** · suggested "
-                        f"**{ui.esc(r['suggested'])}**  \np(label) {r['score']:.2f} · "
-                        f"p(suggested) {r['suggested_p']:.2f}", width="stretch")
-            st.button("Keep", key=f"li_keep_{iid}", icon=":material/check:", disabled=not who,
-                      on_click=resolve, args=(iid, "keep"))
-            st.button(f"Relabel as {ui.esc(r['suggested'])}", key=f"li_relabel_{iid}", type="primary",
-                      icon=":material/edit:", disabled=not who, on_click=resolve, args=(iid, "relabel"),
-                      help=None if who else "Type your name in the sidebar first")
-
-
 view = st.segmented_control("View", ["all", "issues"], key="ref_view", required=True, default="all",
                             format_func={"all": "All labels", "issues": "Likely mislabelled"}.get,
                             persist_state="session")
 if view == "issues":
-    issues_view()
+    ui_issues.issues_view(db, key)
     st.stop()
 
 c = st.columns([2, 2, 2])
