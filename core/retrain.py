@@ -424,6 +424,7 @@ def retrain(db: Database, opts: RetrainOptions, out_dir: str | Path, *,
     ytr = y_all[tr_idx]
     xho = x_all[[pos[i] for i in ho_idx]]
     yho = y_all[ho_idx]
+    del x_all  # the two splits are copies: keep one set of images in memory, not two
     ho_groups = [split.groups[i] for i in ho_idx]
     synth_info: dict[str, Any] = {}
     if opts.synthetic_per_class:
