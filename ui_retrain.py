@@ -11,6 +11,7 @@ starting another; the page polls it from a fragment that reruns every second.
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -122,7 +123,10 @@ def _finished(job: jobs.Job) -> None:
         if job.status == "done":
             res = job.result
             ui.clear_after_model()  # active model, queues, charts: all derived from the switch
-            failed = f"; {len(res['failed']):,} could not be read" if res["failed"] else ""
+            bad = res["failed"]
+            failed = (f"; {len(bad):,} could not be read (" + "; ".join(
+                ui.esc(f"{Path(f['path']).name}: {f['reason']}") for f in bad[:3])
+                + ("; …" if len(bad) > 3 else "") + ")") if bad else ""
             st.session_state[RT_MSG] = ("success", f"{ui.esc(res['active'])} is now active: "
                                         f"{res['predicted']:,} images predicted{failed}, queues "
                                         "rebuilt " + ", ".join(f"{q} {n:,}" for q, n in res["queues"].items()))

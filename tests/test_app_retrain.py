@@ -186,6 +186,8 @@ def test_make_active_predicts_in_the_background_and_survives_leaving_the_page(ap
     other = register_model(db, build_tiny_model(tmp_path / "other.onnx", old["class_names"], temperature=1.5))
     n_images = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [other["id"]]).fetchone()[0] == 0
+    broken = Path(db.execute("SELECT path FROM images ORDER BY id LIMIT 1").fetchone()[0])
+    broken.write_bytes(b"II*\x00 truncated since it was ingested")  # one image went bad on disk
     at = start()
     at.button(key=f"mdl_activate_{other['id']}").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -198,5 +200,7 @@ def test_make_active_predicts_in_the_background_and_survives_leaving_the_page(ap
     db = open_db(app_db)
     assert active_model(db)["id"] == other["id"]
     assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?",
-                      [other["id"]]).fetchone()[0] == n_images
-    assert "is now active" in texts(at) and f"{n_images:,} images predicted" in texts(at)
+                      [other["id"]]).fetchone()[0] == n_images - 1
+    assert "is now active" in texts(at) and f"{n_images - 1:,} images predicted" in texts(at)
+    plain = texts(at).replace("\\", "")  # the message is Markdown-escaped
+    assert f"1 could not be read ({broken.name}: truncated" in plain, plain  # which file, and why
