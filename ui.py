@@ -21,7 +21,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core import access, calibration, labels, registry, stats
 from core.config import Settings
-from core.errors import ClaimConflict, SemTriageError
+from core.errors import ClaimConflict, ModelError, SemTriageError
 from core.imageio import encode_png, read_image
 from core.model import Classifier
 from core.preprocess import resize
@@ -130,13 +130,17 @@ def esc(text: Any) -> str:
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the model…")
-def _classifier(path: str, mtime: float) -> Classifier:
-    return Classifier(path)
+def _classifier(path: str, mtime: float, sha256: str, version: str) -> Classifier:
+    return registry.model_classifier({"path": path, "sha256": sha256, "version": version})
 
 
-def classifier(path: str | Path) -> Classifier:
-    """The ONNX session for ``path``, shared by every session (keyed by path and mtime)."""
-    return _classifier(str(path), os.path.getmtime(path))
+def classifier(model: dict[str, Any]) -> Classifier:
+    """The ONNX session of a registered model, shared by every session (keyed by path and
+    mtime); refused (ModelError) when its file changed after it was registered."""
+    path = model["path"]
+    if not os.path.isfile(path):
+        raise ModelError(f"The file of model {model['version']!r} is missing: {path!r}")
+    return _classifier(str(path), os.path.getmtime(path), model["sha256"], model["version"])
 
 
 @st.cache_data(ttl=60, show_spinner=False)

@@ -52,7 +52,7 @@ def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output.")(fn)
 
 
-def _open(db_path: Path):  # noqa: ANN202
+def _open(db_path: Path):
     from core.store import open_db
 
     return open_db(db_path)
@@ -170,14 +170,13 @@ def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no
 def predict(db_path: Path, model_ref: str | None, redo: bool, as_json: bool) -> None:
     """Predict every stored image that the model has not predicted yet, and route it."""
     from core.ingest import predict_pending
-    from core.model import Classifier
-    from core.registry import active_model, find_model
+    from core.registry import active_model, find_model, model_classifier
 
     db = _open(db_path)
     model = find_model(db, model_ref) if model_ref else active_model(db)
     if model is None:
         raise click.ClickException("No active model: run `semtriage model add MODEL.onnx` first")
-    clf = Classifier(model["path"])
+    clf = model_classifier(model)
     bar = _Bar("Predicting", not as_json)
     rep = predict_pending(db, clf, model["id"], redo=redo, settings=Settings.from_env(), progress=bar)
     bar.close()
@@ -372,15 +371,15 @@ def model_list(db_path: Path, as_json: bool) -> None:
 def model_activate(db_path: Path, ref: str, no_predict: bool, as_json: bool) -> None:
     """Make model REF (version or id) the active one, predict what it has not seen, re-route."""
     from core.ingest import predict_pending
-    from core.model import Classifier
-    from core.registry import find_model, set_active_model
+    from core.registry import find_model, model_classifier, set_active_model
     from core.routing import reroute
 
     db = _open(db_path)
     m = find_model(db, ref)
+    clf = model_classifier(m)  # a model whose file no longer fits is refused before the switch
     set_active_model(db, m["id"])
     if not no_predict:
-        predict_pending(db, Classifier(m["path"]), m["id"], settings=Settings.from_env())
+        predict_pending(db, clf, m["id"], settings=Settings.from_env())
     counts = reroute(db, m["id"])
     _emit(as_json, {"active": m["version"], "queues": counts}, f"Active model: {m['version']}; queues {counts}")
 
@@ -468,8 +467,8 @@ def thresholds(db_path: Path, accept: float | None, mixed_margin: float | None, 
 
     db = _open(db_path)
     ts = get_thresholds(db)
-    changes = {k: v for k, v in dict(accept=accept, mixed_margin=mixed_margin, mixed_mass=mixed_mass,
-                                      cooccur=cooccur).items() if v is not None}
+    changes = {k: v for k, v in {"accept": accept, "mixed_margin": mixed_margin,
+                                       "mixed_mass": mixed_mass, "cooccur": cooccur}.items() if v is not None}
     counts = None
     if changes:
         set_thresholds(db, replace(for_class(ts, cls), **changes), cls)
@@ -497,7 +496,8 @@ def demo(db_path: Path, images: int, force: bool, as_json: bool) -> None:
     bar = _Bar("Building demo", not as_json)
     info = build_demo(db_path, n_images=images, force=force, progress=bar)
     bar.close()
-    _emit(as_json, info, f"Demo ready: {info['images']} images in {info['db']} ({info['status']})")
+    extra = f": {info['model']} active, {info['predicted']} images predicted" if "model" in info else ""
+    _emit(as_json, info, f"Demo ready: {info['images']} images in {info['db']} ({info['status']}{extra})")
 
 
 @cli.command()

@@ -75,7 +75,7 @@ class Settings:
     auth_header: str = "X-Forwarded-User"
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
+    def from_env(cls, environ: dict[str, str] | None = None) -> Settings:
         """Defaults, overridden by ``SEMTRIAGE_*`` environment variables."""
         env = os.environ if environ is None else environ
         s = cls()

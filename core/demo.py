@@ -16,8 +16,7 @@ from core.config import DEFAULT_MODEL, DEMO_DIR, Settings
 from core.errors import ModelError
 from core.ingest import Progress, ingest
 from core.labels import import_labels
-from core.model import Classifier
-from core.registry import active_model, register_model
+from core.registry import active_model, file_changed, model_classifier, register_model
 from core.store import open_db
 
 DEMO_SEED = 0
@@ -45,12 +44,24 @@ def build_demo(
     db = open_db(db_path)
     n_stored = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     if n_stored and not force:
+        active = active_model(db)
+        if (active is not None and Path(active["path"]).resolve() == model_path.resolve()
+                and file_changed(active)):
+            # the shipped default was rebuilt or updated: a new version beside the old one
+            from core.retrain import promote
+
+            new = register_model(db, model_path)
+            res = promote(db, new["id"], Settings.from_env(),
+                          progress=None if progress is None else
+                          (lambda f, m: progress(round(f * 1000), 1000, m)))
+            return {"db": str(db_path), "images": n_stored, "status": "default model updated",
+                    "model": res["active"], "predicted": res["predicted"]}
         return {"db": str(db_path), "images": n_stored, "status": "already built"}
     truth_file = demo_dir / "ground_truth.jsonl"
     if force or not truth_file.is_file() or sum(1 for _ in truth_file.open()) != n_images:
         write_dataset(demo_dir, n_images, seed=DEMO_SEED, mixed_fraction=0.1, fmt="tif", layout="blind")
     model = active_model(db) or register_model(db, model_path, activate=True)
-    clf = Classifier(model["path"])
+    clf = model_classifier(model)
     rep = ingest(db, [demo_dir], classifier=clf, model_id=model["id"], settings=Settings.from_env(),
                  progress=progress)
     # reference labels from the known truth of every tenth single-class image

@@ -111,8 +111,8 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], int, list[tupl
             if p.suffix.lower() in IMAGE_SUFFIXES:
                 files.append(p.resolve())
             else:
-                failed.append((str(p), f"not an image type ({p.suffix or 'no extension'}); "
-                               f"expected one of {', '.join(IMAGE_SUFFIXES)}"))
+                failed.append((str(p), (f"not an image type ({p.suffix or 'no extension'}); "
+                                        f"expected one of {', '.join(IMAGE_SUFFIXES)}")))
         else:
             failed.append((str(p), "no such file or folder"))
     # the same file named twice (or via two paths) is looked at once
@@ -141,7 +141,7 @@ def pipelined(items: Iterable[T], fn: Callable[[T], R], workers: int, depth: int
             yield _result(*q.popleft())  # type: ignore[arg-type]
 
 
-def _result(it: T, fut: "Future[R]") -> tuple[T, R | BaseException]:
+def _result(it: T, fut: Future[R]) -> tuple[T, R | BaseException]:
     try:
         return it, fut.result()
     except Exception as e:  # noqa: BLE001
@@ -490,7 +490,6 @@ def predict_pending(
     batch: list[tuple[int, str]] = []
     xs: list[np.ndarray] = []
     failed: list[tuple[str, str]] = []
-    done = 0
 
     def flush() -> None:
         nonlocal batch, xs, failed
@@ -509,8 +508,8 @@ def predict_pending(
 
     # materialise ids lazily but from a snapshot: rows() pages by id, so new predictions
     # written by flush() do not disturb the cursor
-    for row, res in pipelined(rows(), load, workers, depth=max(4, settings.batch_size * 2)):
-        done += 1
+    stream = pipelined(rows(), load, workers, depth=max(4, settings.batch_size * 2))
+    for done, (row, res) in enumerate(stream, start=1):
         if isinstance(res, BaseException):
             failed.append((row[1], _reason(res)))
         else:

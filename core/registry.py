@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,31 @@ def set_active_model(db: Database, model_id: int, *, by: User | None = None) -> 
         db.execute("UPDATE models SET active = (id = ?)", [model_id])
 
 
+def file_changed(m: dict[str, Any]) -> bool:
+    """Whether the file of a registered model is no longer the one that was registered (it was
+    overwritten, e.g. by a rebuilt or updated default model)."""
+    path = Path(m["path"])
+    return path.is_file() and sha256_file(path) != m["sha256"]
+
+
+def model_classifier(m: dict[str, Any], providers: Sequence[str] | None = None) -> Classifier:
+    """The classifier of a registered model — refused when its file has changed since: stored
+    predictions and label history name the version that made them, so other weights must not
+    predict under that name."""
+    path = Path(m["path"])
+    if not path.is_file():
+        raise ModelError(f"The file of model {m['version']!r} is missing: {str(path)!r}")
+    if file_changed(m):
+        raise ModelError(
+            f"{str(path)!r} changed after it was registered as model {m['version']!r}: its "
+            "stored predictions came from the file as it was then. Register the new file as a "
+            f"new model (`semtriage model add {path}`, or Models → Add a model); it becomes a "
+            "new version beside this one")
+    return Classifier(path, providers=providers)
+
+
 def load_active(db: Database) -> Classifier:
     m = active_model(db)
     if m is None:
         raise ModelError("No active model: register one with `semtriage model add PATH`")
-    return Classifier(m["path"])
+    return model_classifier(m)

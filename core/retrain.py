@@ -594,7 +594,7 @@ def _model_probs(db: Database, model: dict[str, Any], image_ids: Sequence[int],
     """``model``'s probabilities on ``image_ids``: stored predictions where present, else a run
     of the model on the files. Returns (probs, positions that could be predicted)."""
     from core.imageio import read_image
-    from core.model import Classifier
+    from core.registry import model_classifier
 
     k = len(model["class_names"])
     out = np.zeros((len(image_ids), k), np.float64)
@@ -609,7 +609,7 @@ def _model_probs(db: Database, model: dict[str, Any], image_ids: Sequence[int],
     for j in ok:
         out[j] = stored[image_ids[j]]
     if todo:
-        clf = Classifier(model["path"])
+        clf = model_classifier(model)
         paths = dict(db.execute(f"SELECT id, path FROM images WHERE id IN "
                                 f"({', '.join('?' for _ in todo)})",
                                 [image_ids[j] for j in todo]).fetchall())
@@ -743,14 +743,13 @@ def promote(db: Database, model_id: int, settings: Settings | None = None,
     re-route all its predictions under the stored thresholds and bring auto labels in line.
     Returns the new queue sizes and what was predicted."""
     from core.ingest import predict_pending
-    from core.model import Classifier
-    from core.registry import get_model, set_active_model
+    from core.registry import get_model, model_classifier, set_active_model
     from core.routing import reroute
 
     require_admin(by, "promote a model")
     prog = progress or (lambda f, m: None)
     m = get_model(db, model_id)
-    clf = Classifier(m["path"])  # a model that no longer loads is refused before the switch
+    clf = model_classifier(m)  # a model that no longer loads is refused before the switch
     set_active_model(db, model_id)
     prog(0.02, f"{m['version']} is now active; predicting")
     rep = predict_pending(db, clf, model_id, settings=settings or Settings(),

@@ -40,7 +40,7 @@ class Thresholds:
     mixed_mass: float = 0.60
     cooccur: float = 0.30
 
-    def validate(self) -> "Thresholds":
+    def validate(self) -> Thresholds:
         for name, v in asdict(self).items():
             if not (0.0 <= float(v) <= 1.0):
                 raise StoreError(f"Threshold {name} = {v!r} is outside [0, 1]")

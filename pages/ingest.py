@@ -24,7 +24,11 @@ if model is None:
 
 def run_ingest(groups: list[tuple[list, bool]]) -> None:
     """Ingest each (paths, labels_from_folders) group with one progress bar; show the report."""
-    clf = ui.classifier(model["path"]) if model else None
+    try:
+        clf = ui.classifier(model) if model else None
+    except SemTriageError as e:  # e.g. the model file changed after it was registered
+        ui.show_error(e)
+        return
     bar = st.progress(0.0, text="Starting…")
     failed: list[tuple[str, str]] = []
     summaries = []

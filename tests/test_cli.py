@@ -1,6 +1,7 @@
 """The semtriage CLI, driven through click's runner against a real database and real files."""
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -61,7 +62,7 @@ def test_workflow_init_ingest_queue_label_undo_export(run, tiny_model, image_fol
     assert res["count"] == 1 and res["per_class"] == {first["pred"]: 1}
 
     res = js(run("export", str(tmp_path / "pr"), "--predictions", "--json"))
-    lines = open(res["path"], encoding="utf-8").read().splitlines()
+    lines = Path(res["path"]).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 13  # header + every image
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_images
 from PIL import Image
 
-from conftest import write_images
 from core.config import Settings
 from core.errors import PathNotAllowed
 from core.ingest import check_allowed, ingest, predict_pending
@@ -158,7 +158,7 @@ def test_kill_during_ingest_then_resume(tmp_path, tiny_model):
 
     def run(db, *args, **kw):
         return subprocess.run([*cli, *args, "--db", str(db)], env=env, cwd=PROJECT, capture_output=True,
-                              text=True, **kw)
+                              text=True, check=False, **kw)
 
     ref_db, db = tmp_path / "ref.db", tmp_path / "k.db"
     for d in (ref_db, db):

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import build_tiny_model
 
 from core.errors import ModelError, ProviderError
 from core.model import Classifier, available_providers
@@ -156,3 +157,56 @@ def test_blank_scans_get_no_opinion(tiny_model, sem_fixtures):
     black = read_image(sem_fixtures / "FEI-Helios-Ebeam-8bits.tif").scan
     zeiss = read_image(sem_fixtures / "test_tiff_Zeiss_SEM_1k.tif").scan
     assert clf.blank_rows(np.stack([clf.prepare(black), clf.prepare(zeiss)])).tolist() == [True, False]
+
+
+def test_a_registered_model_whose_file_changed_is_refused_not_used(tmp_path, tiny_model, image_folder):
+    """Predictions and label history name the model version that made them: when the file behind
+    a version is overwritten (a rebuilt default model, a `git pull`), the new weights must not
+    predict under the old name."""
+    from core.ingest import ingest, predict_pending
+    from core.registry import load_active, model_classifier
+
+    db = open_db(tmp_path / "t.db")
+    path = tiny_model("lab")
+    old = register_model(db, path)
+    ingest(db, [image_folder], classifier=model_classifier(old), model_id=old["id"])
+    before = db.execute("SELECT image_id, probs FROM predictions ORDER BY image_id").fetchall()
+
+    build_tiny_model(path, temperature=2.0)  # other weights, same path, same version name
+    for load in (lambda: model_classifier(old), lambda: load_active(db)):
+        with pytest.raises(ModelError, match="changed after it was registered as model 'lab'") as e:
+            load()
+        assert str(path) in str(e.value) and "semtriage model add" in str(e.value)
+    assert db.execute("SELECT image_id, probs FROM predictions ORDER BY image_id").fetchall() == before
+
+    new = register_model(db, path)  # the new file is a new version beside the old one
+    assert new["id"] != old["id"] and new["version"].startswith("lab-")
+    rep = predict_pending(db, model_classifier(new), new["id"])
+    assert rep.predicted == len(before)
+
+    path.unlink()
+    with pytest.raises(ModelError, match="is missing"):
+        model_classifier(new)
+
+
+def test_the_demo_follows_an_updated_default_model(tmp_path, tiny_model):
+    """`semtriage demo` (the README's run command calls it every start) registers a rebuilt
+    default model as a new version and re-predicts with it, keeping the old version's history."""
+    from core.demo import build_demo
+    from core.registry import active_model
+
+    model_path, db_path = tiny_model("default", classes=("films", "fibres", "particles")), tmp_path / "d.db"
+    kw = {"n_images": 12, "demo_dir": tmp_path / "demo", "model_path": model_path}
+    assert build_demo(db_path, **kw)["status"] == "built"
+    assert build_demo(db_path, **kw)["status"] == "already built"
+    db = open_db(db_path)
+    old = active_model(db)
+
+    build_tiny_model(model_path, ("films", "fibres", "particles"), temperature=3.0)
+    info = build_demo(db_path, **kw)
+    assert info["status"] == "default model updated" and info["predicted"] == 12
+    new = active_model(db)
+    assert new["id"] != old["id"] and info["model"] == new["version"]
+    for m in (old, new):
+        assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [m["id"]]).fetchone()[0] == 12
+    assert build_demo(db_path, **kw)["status"] == "already built"

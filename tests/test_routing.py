@@ -93,7 +93,7 @@ def test_reroute_writes_only_moved_predictions_and_reasons_follow_the_thresholds
     m = register_model(db, tiny_model("r"), activate=True)
     write_images(tmp_path / "imgs", 40, seed=3)
     ingest(db, [tmp_path / "imgs"], classifier=Classifier(m["path"]), model_id=m["id"])
-    rows = lambda: {r[0]: r[1:] for r in db.execute(  # noqa: E731
+    rows = lambda: {r[0]: r[1:] for r in db.execute(
         "SELECT image_id, queue, reason, pred, p1, second, p2 FROM predictions")}
     before = rows()
     set_thresholds(db, Thresholds(accept=0.5))

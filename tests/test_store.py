@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from core.errors import StoreError
-from core.store import backup, integrity_ok, migrations, open_db, set_setting, get_setting, write_tx
+from core.store import backup, get_setting, integrity_ok, migrations, open_db, set_setting, write_tx
 
 # every migration this release ships, in the order they apply (the names sort that way too)
 ALL = ["m001_initial", "m002_scale_indexes", "m003_image_hashes", "m004_model_images",
@@ -54,10 +54,9 @@ def test_folder_as_db_path_is_a_clear_error(tmp_path):
 def test_write_tx_rolls_back_on_error(tmp_path):
     db = open_db(tmp_path / "t.db")
     set_setting(db, "a", "1")
-    with pytest.raises(RuntimeError):
-        with write_tx(db):
-            db.execute("UPDATE settings SET value = '2' WHERE key = 'a'")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), write_tx(db):
+        db.execute("UPDATE settings SET value = '2' WHERE key = 'a'")
+        raise RuntimeError("boom")
     assert get_setting(db, "a") == "1"
 
 
