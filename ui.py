@@ -143,6 +143,17 @@ def classifier(model: dict[str, Any]) -> Classifier:
     return _classifier(str(path), os.path.getmtime(path), model["sha256"], model["version"])
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _file_changed(path: str, mtime: float, sha256: str) -> bool:
+    return registry.file_changed({"path": path, "sha256": sha256})
+
+
+def model_file_changed(model: dict[str, Any]) -> bool:
+    """Whether a registered model's file was overwritten since (hashed once per file mtime)."""
+    path = model["path"]
+    return os.path.isfile(path) and _file_changed(path, os.path.getmtime(path), model["sha256"])
+
+
 @st.cache_data(ttl=60, show_spinner=False)
 def active_model(_db: Any, key: str) -> dict[str, Any] | None:
     return registry.active_model(_db)

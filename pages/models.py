@@ -79,9 +79,15 @@ with tab_models:
             pending = ingest.pending_count(db, m["id"])
             if admin and busy is not None:
                 st.caption(ui_retrain.busy_text(busy))
+            stale = ui.model_file_changed(m)
+            if stale:
+                st.warning(f"{ui.esc(m['path'])} has changed since this version was registered: it "
+                           "no longer predicts under this name (its predictions and label history "
+                           "stay). Register the new file on **Add a model** as a new version.",
+                           icon=":material/warning:")
             if not m["active"]:
                 if admin and st.button("Make active and predict", key=f"mdl_activate_{m['id']}",
-                                       icon=":material/play_arrow:", disabled=busy is not None):
+                                       icon=":material/play_arrow:", disabled=busy is not None or stale):
                     ui_retrain.start_promote(m["id"])  # in the background, like a promotion
                     st.rerun()
             elif admin and pending and st.button(f"Predict {pending:,} images not yet predicted",

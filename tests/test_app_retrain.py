@@ -204,3 +204,15 @@ def test_make_active_predicts_in_the_background_and_survives_leaving_the_page(ap
     assert "is now active" in texts(at) and f"{n_images - 1:,} images predicted" in texts(at)
     plain = texts(at).replace("\\", "")  # the message is Markdown-escaped
     assert f"1 could not be read ({broken.name}: truncated" in plain, plain  # which file, and why
+
+
+def test_a_version_whose_file_was_overwritten_is_flagged_and_cannot_be_made_active(app_db, tmp_path):
+    db = open_db(app_db)
+    classes = active_model(db)["class_names"]
+    path = build_tiny_model(tmp_path / "lab.onnx", classes, temperature=1.5)
+    other = register_model(db, path)
+    build_tiny_model(path, classes, temperature=2.5)  # the file is overwritten after registration
+    at = start()
+    assert "has changed since this version was registered" in texts(at)
+    assert at.button(key=f"mdl_activate_{other['id']}").disabled
+    assert not at.exception, [e.value for e in at.exception]
