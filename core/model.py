@@ -36,6 +36,11 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 
 
+# Larger batches run in chunks: the activations grow with the batch (the default CNN's first
+# layer alone is 0.4 MB an image), so one call on thousands of images would take gigabytes.
+MAX_RUN_BATCH = 64
+
+
 @dataclass
 class ModelInfo:
     class_names: list[str]
@@ -322,11 +327,16 @@ class Classifier:
             raise ModelError(f"Expected a 4-D batch, got shape {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        fixed = self.info.batch_fixed
-        if fixed and len(batch) != fixed:
-            parts = [self.run(batch[i : i + fixed]) for i in range(0, len(batch), fixed)]
-            return np.concatenate(parts)
-        raw = self.session.run(None, {self.info.input_name: batch.astype(np.float32, copy=False)})[0]
+        step = self.info.batch_fixed or MAX_RUN_BATCH
+        return np.concatenate([self._run_chunk(batch[i : i + step])
+                               for i in range(0, len(batch), step)])
+
+    def _run_chunk(self, batch: np.ndarray) -> np.ndarray:
+        n, fixed = len(batch), self.info.batch_fixed
+        x = batch.astype(np.float32, copy=False)
+        if fixed and n < fixed:  # a static batch axis: pad the last chunk, drop the padding's answers
+            x = np.concatenate([x, np.zeros((fixed - n, *x.shape[1:]), np.float32)])
+        raw = self.session.run(None, {self.info.input_name: x})[0][:n]
         probs = self.calibrate(raw)
         blank = self.blank_rows(batch)
         if blank.any():

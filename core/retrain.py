@@ -412,19 +412,18 @@ def retrain(db: Database, opts: RetrainOptions, out_dir: str | Path, *,
     synthetic_only = sorted(set(names) - set(split.class_names))
     not_learnt = sorted(set(active["class_names"]) - set(names)) if active else []
     y_all = np.array([names.index(lab) for lab in split.labels], np.int64)
-    x_all, kept, skipped = _load(split.paths, input_size,
+    # read in split order (training images, then held-out ones): both sets are views of one array
+    order = list(split.train_idx) + list(split.holdout_idx)
+    x_all, kept, skipped = _load([split.paths[i] for i in order], input_size,
                                  _sub(prog, 0.08, 0.2, cancel, "reading labelled images: "))
-    pos = {i: k for k, i in enumerate(kept)}  # item index -> row of x_all
-    tr_idx = [i for i in split.train_idx if i in pos]
-    ho_idx = [i for i in split.holdout_idx if i in pos]
+    n_tr = sum(1 for k in kept if k < len(split.train_idx))  # kept rows keep their order
+    tr_idx = [order[k] for k in kept[:n_tr]]
+    ho_idx = [order[k] for k in kept[n_tr:]]
     if not ho_idx or len({split.labels[i] for i in tr_idx}) < 2:
         raise TrainingError(f"Too few readable labelled images left ({len(kept)} of "
                             f"{len(split.paths)}): " + "; ".join(skipped[:3]))
-    xtr = x_all[[pos[i] for i in tr_idx]]
-    ytr = y_all[tr_idx]
-    xho = x_all[[pos[i] for i in ho_idx]]
-    yho = y_all[ho_idx]
-    del x_all  # the two splits are copies: keep one set of images in memory, not two
+    xtr, xho = x_all[:n_tr], x_all[n_tr:]
+    ytr, yho = y_all[tr_idx], y_all[ho_idx]
     ho_groups = [split.groups[i] for i in ho_idx]
     synth_info: dict[str, Any] = {}
     if opts.synthetic_per_class:

@@ -370,11 +370,11 @@ class TrainResult:
     def parameters(self) -> int:
         return n_parameters(self.model)
 
-    def predict_logits(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict_logits(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
         return _logits(self.model, x, batch_size)
 
 
-def _logits(model: nn.Module, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+def _logits(model: nn.Module, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
     model.eval()
     out = []
     with torch.inference_mode():

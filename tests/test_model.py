@@ -7,7 +7,7 @@ import pytest
 from conftest import build_tiny_model
 
 from core.errors import ModelError, ProviderError
-from core.model import Classifier, available_providers
+from core.model import MAX_RUN_BATCH, Classifier, available_providers
 from core.registry import list_models, register_model
 from core.store import open_db
 
@@ -37,9 +37,17 @@ def test_temperature_softens_probabilities(tiny_model):
 def test_batching_and_fixed_batch_models(tiny_model):
     dyn = Classifier(tiny_model("dyn"))
     fixed = Classifier(tiny_model("fixed", batch=1))
-    assert fixed.info.batch_fixed == 1
+    four = Classifier(tiny_model("four", batch=4))  # a static batch of 4: a last chunk of 3 is padded
+    assert fixed.info.batch_fixed == 1 and four.info.batch_fixed == 4
     many = GREYS * 20
-    np.testing.assert_allclose(dyn.predict(many, batch_size=7), fixed.predict(many), atol=1e-5)
+    ref = dyn.predict(many, batch_size=7)
+    np.testing.assert_allclose(ref, fixed.predict(many), atol=1e-5)
+    for n in (1, 3, 4, 5, len(many) - 1):
+        np.testing.assert_allclose(four.predict(many[:n], batch_size=7), ref[:n], atol=1e-5)
+    # prepared inputs beyond one run's batch are run in chunks, with the same answers
+    x = np.stack([dyn.prepare(s) for s in many * 6])
+    assert len(x) > MAX_RUN_BATCH
+    np.testing.assert_allclose(dyn.run(x), np.concatenate([ref] * 6), atol=1e-5)
 
 
 def test_three_channel_model(tiny_model):
