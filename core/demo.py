@@ -45,9 +45,13 @@ def build_demo(
     n_stored = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     if n_stored and not force:
         active = active_model(db)
-        if (active is not None and Path(active["path"]).resolve() == model_path.resolve()
-                and file_changed(active)):
-            # the shipped default was rebuilt or updated: a new version beside the old one
+        root = str(Path(demo_dir).resolve()) + "/"
+        only_demo = not db.execute("SELECT 1 FROM files WHERE substr(path, 1, ?) != ? LIMIT 1",
+                                   [len(root), root]).fetchone()
+        if (only_demo and active is not None and file_changed(active)
+                and Path(active["path"]).resolve() == model_path.resolve()):
+            # the shipped default was rebuilt or updated: a new version beside the old one (on
+            # the demo's own database only: a lab's database switches models when told to)
             from core.retrain import promote
 
             new = register_model(db, model_path)

@@ -218,3 +218,19 @@ def test_the_demo_follows_an_updated_default_model(tmp_path, tiny_model):
     for m in (old, new):
         assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [m["id"]]).fetchone()[0] == 12
     assert build_demo(db_path, **kw)["status"] == "already built"
+
+
+def test_the_demo_never_switches_the_model_of_a_lab_database(tmp_path, tiny_model, image_folder):
+    from core.demo import build_demo
+    from core.ingest import ingest
+    from core.registry import active_model, model_classifier
+
+    model_path, db_path = tiny_model("default", classes=("films", "fibres", "particles")), tmp_path / "lab.db"
+    kw = {"n_images": 12, "demo_dir": tmp_path / "demo", "model_path": model_path}
+    build_demo(db_path, **kw)
+    db = open_db(db_path)
+    old = active_model(db)
+    ingest(db, [image_folder], classifier=model_classifier(old), model_id=old["id"])  # the lab's own
+    build_tiny_model(model_path, ("films", "fibres", "particles"), temperature=3.0)
+    assert build_demo(db_path, **kw)["status"] == "already built"
+    assert active_model(db)["id"] == old["id"] and len(list_models(db)) == 1
