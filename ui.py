@@ -21,7 +21,7 @@ from streamlit.runtime.pages_manager import PagesManager
 
 from core import access, calibration, labels, registry, stats
 from core.config import Settings
-from core.errors import ClaimConflict, ModelError, SemTriageError
+from core.errors import ClaimConflict, SemTriageError
 from core.imageio import encode_png, read_image
 from core.model import Classifier
 from core.preprocess import resize
@@ -137,10 +137,9 @@ def _classifier(path: str, mtime: float, sha256: str, version: str) -> Classifie
 def classifier(model: dict[str, Any]) -> Classifier:
     """The ONNX session of a registered model, shared by every session (keyed by path and
     mtime); refused (ModelError) when its file changed after it was registered."""
-    path = model["path"]
-    if not os.path.isfile(path):
-        raise ModelError(f"The file of model {model['version']!r} is missing: {path!r}")
-    return _classifier(str(path), os.path.getmtime(path), model["sha256"], model["version"])
+    path = str(model["path"])
+    mtime = os.path.getmtime(path) if os.path.isfile(path) else -1.0  # missing: core says so
+    return _classifier(path, mtime, model["sha256"], model["version"])
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

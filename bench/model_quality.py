@@ -36,7 +36,7 @@ from core import synth
 from core.config import DEFAULT_MODEL
 from core.imageio import read_image
 from core.model import Classifier
-from core.routing import Thresholds, route
+from core.routing import Thresholds, decide_queue, route, top2
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "sem-tiff"
 
@@ -69,21 +69,23 @@ def off_auto(probs: np.ndarray, classes: list[str]) -> tuple[float, dict[str, in
 
 def best_thresholds(ps: np.ndarray, pm: np.ndarray, max_single: float = 0.10) -> dict:
     """What thresholds alone could do: over a grid of (accept, mixed margin, both-present) at
-    the model's own calibration, the largest share of mixed images sent off auto while at most
-    ``max_single`` of single-class images are. Vectorised form of core.routing.decide_queue
-    (mixed mass kept at its default): a check that a miss is the model's, not the thresholds'."""
-    mass = Thresholds().mixed_mass
+    the model's own calibration (mixed mass kept at its default), the largest share of mixed
+    images sent off auto while at most ``max_single`` of single-class images are — by the
+    app's own rule (core.routing.decide_queue): a check that a miss is the model's."""
+    def tops(p: np.ndarray) -> list[tuple[str, float, str, float]]:
+        return [("a", p1, "b", p2) for _, p1, _, p2 in map(top2, p)]  # names do not matter
 
-    def off(p: np.ndarray, a: float, mm: float, co: float) -> np.ndarray:
-        s = np.sort(p, 1)
-        p1, p2 = s[:, -1], s[:, -2]
-        return ((p1 - p2 < mm) & (p1 + p2 >= mass)) | (p2 >= co) | (p1 < a)
+    ts, tm = tops(ps), tops(pm)
+
+    def off(rows: list[tuple[str, float, str, float]], t: Thresholds) -> float:
+        return sum(decide_queue(*r, t)[0] != "auto" for r in rows) / max(len(rows), 1)
 
     best = {"mixed_or_uncertain": 0.0}
     for a in np.arange(0.5, 0.96, 0.05):
         for mm in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4):
             for co in (0.1, 0.15, 0.2, 0.25, 0.3, 0.4):
-                so, mo = float(off(ps, a, mm, co).mean()), float(off(pm, a, mm, co).mean())
+                t = Thresholds(accept=float(a), mixed_margin=mm, cooccur=co)
+                so, mo = off(ts, t), off(tm, t)
                 if so <= max_single and mo > best["mixed_or_uncertain"]:
                     best = {"mixed_or_uncertain": round(mo, 4), "single": round(so, 4),
                             "accept": round(float(a), 2), "mixed_margin": mm, "cooccur": co}

@@ -57,7 +57,7 @@ def build_demo(
             new = register_model(db, model_path)
             res = promote(db, new["id"], Settings.from_env(),
                           progress=None if progress is None else
-                          (lambda f, m: progress(round(f * 1000), 1000, m)))
+                          (lambda f, m: progress(round(f * n_stored), n_stored, m)))
             return {"db": str(db_path), "images": n_stored, "status": "default model updated",
                     "model": res["active"], "predicted": res["predicted"]}
         return {"db": str(db_path), "images": n_stored, "status": "already built"}
