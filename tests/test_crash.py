@@ -238,9 +238,11 @@ def test_cli_ingest_while_four_reviewers_label(tmp_path, tiny_model):
     write_images(tmp_path / "first", 120, size=48, seed=1)
     write_images(tmp_path / "second", 300, size=48, seed=2)
     assert cli(db_path, "ingest", str(tmp_path / "first")).returncode == 0
-    proc = subprocess.Popen([*CLI, "ingest", str(tmp_path / "second"), "--db", str(db_path)],
-                            env=ENV, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+    proc: subprocess.Popen | None = None  # the second ingest starts once every reviewer is at work
+    # each reviewer holds its first claim before anyone decides: a thread that lost the race for
+    # the write lock on 2 busy cores would otherwise find the first 120 images all taken
+    ready = threading.Event()
+    all_claimed = threading.Barrier(4, action=ready.set)
     errors: list[BaseException] = []
     decided: dict[str, list[tuple[int, str]]] = {}
     undone: dict[str, int] = {}
@@ -250,15 +252,19 @@ def test_cli_ingest_while_four_reviewers_label(tmp_path, tiny_model):
         db = open_db(db_path)
         mine = decided.setdefault(name, [])
         undone[name] = 0
+        claimed = False
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:
                 items = next_images(db, "all", name, n=2, claim_seconds=60)
                 if not items:
-                    if proc.poll() is not None:
+                    if proc is not None and proc.poll() is not None:
                         return
                     time.sleep(0.05)
                     continue
+                if not claimed:
+                    all_claimed.wait(timeout=60)
+                    claimed = True
                 for it in items:
                     action = rng.choice(["accept", "accept", "relabel", "several"])
                     label = rng.choice(["fibres", "particles", "powder"]) if action == "relabel" else None
@@ -276,6 +282,10 @@ def test_cli_ingest_while_four_reviewers_label(tmp_path, tiny_model):
     threads = [threading.Thread(target=review, args=(f"rev{i}", i)) for i in range(4)]
     for t in threads:
         t.start()
+    assert ready.wait(60), "every reviewer claims images"
+    proc = subprocess.Popen([*CLI, "ingest", str(tmp_path / "second"), "--db", str(db_path)],
+                            env=ENV, cwd=PROJECT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     _, err = proc.communicate(timeout=120)
     for t in threads:
         t.join(timeout=90)
