@@ -418,6 +418,14 @@ def reviewer_sidebar() -> None:
     ss[K.reviewer_name] = name
 
 
+def switch_page(path: str) -> None:
+    """``st.switch_page`` for every page switch. The reviewer name box is bound to the URL's
+    ``reviewer`` parameter, and Streamlit refuses both to clear a widget-bound parameter (what a
+    plain switch does) and to set one: pass the other parameters; the widget keeps its own."""
+    keep = {k: v for k, v in st.query_params.to_dict().items() if k != K.reviewer}
+    st.switch_page(path, query_params=keep)
+
+
 def no_model_hint() -> None:
     st.info(
         "No model is active yet. Register one on **Models & thresholds** "

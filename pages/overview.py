@@ -64,7 +64,7 @@ for col, (q, blurb) in zip(st.columns(3), blurbs.items()):
         if st.button(f"Review {ui.QUEUE_LABELS[q].lower()}", key=f"ov_go_{q}",
                      icon=":material/arrow_forward:", disabled=not ov["queues"][q]):
             st.session_state[K.review_queue] = q
-            st.switch_page("pages/review.py")
+            ui.switch_page("pages/review.py")
 
 per = pd.DataFrame(ui.per_class(db, key))
 ch = ui.charts(db, key, ov["model_id"])

@@ -412,7 +412,9 @@ def test_kill_training_from_db_repeatedly_then_rerun(tmp_path):
     before = human_labels(db)
     models_before = [m["id"] for m in list_models(db)]
     db.conn.close()
-    args = ["train", "--from-db", "--db", str(db_path), "--family", "cnn", "--epochs", "60",
+    # the killed runs train far longer than any kill delay (60 epochs took < 9 s on a fast
+    # machine, so a late kill found the run finished); the re-run to the end trains 60
+    args = ["train", "--from-db", "--db", str(db_path), "--family", "cnn", "--epochs", "2000",
             "--holdout", "0.3", "--version", "killed"]
     rng = random.Random(20261121)
     landed = 0
@@ -433,7 +435,8 @@ def test_kill_training_from_db_repeatedly_then_rerun(tmp_path):
         db.conn.close()
         assert not (out_dir / "killed.onnx").exists(), "model file left under its final name"
     assert landed >= 1, "no kill landed while training ran"
-    r = cli(db_path, "train", "--from-db", *args[4:], timeout=300)  # the same run, to the end
+    rerun = [a if a != "2000" else "60" for a in args[4:]]
+    r = cli(db_path, "train", "--from-db", *rerun, timeout=300)  # the same run, to the end
     assert r.returncode == 0, r.stderr
     db = open_db(db_path)
     assert integrity_ok(db)
