@@ -1,7 +1,10 @@
 """SEM Triage — the Streamlit app. Run with `streamlit run app.py`.
 
 This file only sets the page up, draws the shared sidebar and hands over to the page chosen in
-`st.navigation`; each page is a thin layer over `core/`.
+`st.navigation`; each page is a thin layer over `core/`, its helpers in the `ui` package. The
+page files sit in sub-folders of `pages/` (one per section): Streamlit's legacy auto-discovery
+only looks at `pages/*.py`, so even the first request of a fresh server to a page URL such as
+/review runs this file first (tests/ui/test_browser_nav.py).
 """
 
 import streamlit as st
@@ -9,32 +12,37 @@ import streamlit as st
 import ui
 from core.errors import SemTriageError
 
-ui.app_ran()
-
 st.set_page_config(
     page_title="SEM Triage",
     page_icon=":material/biotech:",
     layout="wide",
     initial_sidebar_state="expanded",
 )
-ui.sign_in_gate()  # with sign-in on (SEMTRIAGE_AUTH): nothing below runs until someone is signed in
-
+try:
+    ui.settings()
+except SemTriageError as e:  # a bad SEMTRIAGE_* variable: say which, on every page
+    ui.show_error(e)
+    st.stop()
 pages = {
     "Label": [
-        st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
-        st.Page("pages/grid.py", title="Grid confirm", icon=":material/grid_view:"),
+        st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_review:"),
+        st.Page(ui.GRID_PAGE, title="Grid confirm", icon=":material/grid_view:"),
     ],
     "Data": [
-        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:", default=True),
-        st.Page("pages/reference.py", title="Reference set", icon=":material/library_books:"),
-        st.Page("pages/ingest.py", title="Ingest", icon=":material/upload:"),
-        st.Page("pages/export.py", title="Export", icon=":material/download:"),
+        st.Page(ui.OVERVIEW_PAGE, title="Overview", icon=":material/dashboard:", default=True),
+        st.Page(ui.REFERENCE_PAGE, title="Reference set", icon=":material/library_books:"),
+        st.Page(ui.INGEST_PAGE, title="Ingest", icon=":material/upload:"),
+        st.Page(ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
     ],
     "Set-up": [
-        st.Page("pages/models.py", title="Models & thresholds", icon=":material/tune:"),
+        st.Page(ui.MODELS_PAGE, title="Models & thresholds", icon=":material/tune:"),
     ],
 }
-page = st.navigation(pages)
+# with sign-in on (SEMTRIAGE_AUTH) and nobody signed in: the page asked for is resolved (kept in
+# the URL) but not shown, nor the menu, and nothing below the gate runs
+signed_in = ui.settings().auth == "none" or bool(ui.reviewer())
+page = st.navigation(pages, position="sidebar" if signed_in else "hidden")
+ui.sign_in_gate()
 # Our CSS (no user text): less empty space above each page, so the review image sits high.
 st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")
 

@@ -10,22 +10,22 @@ A reviewer is simulated who reveals an image's folder label only when the tool a
 
 1. the tree (default: ``core.synth.write_dataset(layout='folders')``, ``--per-class`` images of
    each of the 10 classes generated at ``--gen-size`` px as the default model's training set
-   is, cached under bench/out/) is read the way training reads it (``core.train.load_inputs``,
+   is, cached under bench/out/) is read the way training reads it (``core.training.load_inputs``,
    ``--size`` px input);
-2. a group-aware test set is held out (``core.groups.group_holdout``; groups join
+2. a group-aware test set is held out (``core.datasets.group_holdout``; groups join
    near-copies by difference hash, sub-folders below the class folder and an optional file-name
    ``--pattern``): the model is never scored on a group it could have been asked about;
 3. from a seed set (``--seed-per-class`` per class, the same for every strategy) the tool asks
    for ``--k`` labels per round by strategy — least confidence (lowest top-1 probability),
    margin (smallest top-1 − top-2), entropy (most spread) or random (the baseline), exactly the
-   review orders of core/labels.py — retrains, and scores held-out accuracy, up to
+   review orders of core/review/queues.py — retrains, and scores held-out accuracy, up to
    ``--budget`` labels; ``--repeats`` different seed sets are averaged;
 4. the reference is a model trained on every non-held-out image ("everything"); reported per
    strategy: labels needed until the mean curve reaches 95 % of its accuracy.
 
 Family ``texture`` (default, seconds): the fixed texture features of ``core.texture`` are
-computed once and the same head as ``core.texture.train_texture`` (standardisation + linear,
-Adam, class-balanced, 200 steps) is refitted each round. Family ``cnn``: ``core.train``'s SemNet
+computed once and the same head as ``core.training.train_texture`` (standardisation + linear,
+Adam, class-balanced, 200 steps) is refitted each round. Family ``cnn``: ``core.training``'s SemNet
 retrained from scratch each round (``--cnn-epochs``; minutes per strategy, use a small budget).
 
 Output: a table on stdout; bench/out/active_learning.{html,png,json} (plotly; the PNG through
@@ -51,10 +51,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import torch
 import torch.nn.functional as F
 
-from core.groups import dhash, group_holdout, near_duplicate_pairs, pattern_key
+from core.datasets import dhash, group_holdout, near_duplicate_pairs, pattern_key
+from core.models import softmax
 from core.synth import CLASSES, write_dataset
-from core.texture import TextureNet, texture_features
-from core.train import folder_items, load_inputs, softmax, train_arrays
+from core.training import TextureNet, folder_items, load_inputs, texture_features, train_arrays
 
 OUT = ROOT / "bench" / "out"
 STRATEGIES = ("least confidence", "margin", "entropy", "random")
@@ -115,7 +115,7 @@ def groups_of(root: Path, items: list[tuple[str, str]], x: np.ndarray,
 
 def texture_fitter(net: TextureNet, epochs: int = 200, lr: float = 0.05,
                    weight_decay: float = 1e-3) -> Fit:
-    """The head of core.texture.train_texture on precomputed features: standardisation fitted
+    """The head of core.training.train_texture on precomputed features: standardisation fitted
     on the labelled features, linear layer, class-balanced cross-entropy, Adam, cosine LR."""
 
     def fit(f: np.ndarray, y: np.ndarray, k: int) -> Callable[[np.ndarray], np.ndarray]:

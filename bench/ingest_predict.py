@@ -29,10 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from core.config import DEFAULT_MODEL, Settings
-from core.imageio import read_image
-from core.ingest import ingest
-from core.model import Classifier
-from core.registry import register_model
+from core.images import read_image
+from core.intake import ingest
+from core.models import Classifier, register_model
 from core.store import open_db
 
 

@@ -6,7 +6,7 @@
 1. held-out synthetic single-class images (other seeds than any training set): accuracy,
    per-class recall, expected calibration error (15 bins) with and without the model's
    temperature;
-2. routing at the default thresholds (core.routing.route): share of single-class images and of
+2. routing at the default thresholds (core.review.route): share of single-class images and of
    deliberately mixed images that land in the ``mixed`` or ``uncertain`` queue — and the best
    any thresholds could do while keeping single-class images at ≤ 10 % (the model's limit);
 3. inference throughput under ONNX Runtime on CPU at batch 32, model only (prepared inputs);
@@ -14,8 +14,8 @@
 5. what the model says about the real instrument TIFFs in ../shared/fixtures/sem-tiff/ —
    reported as is: they are not labelled, so no accuracy is claimed on real data.
 
-Every image goes the way the app takes it: TIFF on disk → core.imageio.read_image (data bar cut)
-→ core.model.Classifier (core.preprocess.prepare, calibrated probabilities).
+Every image goes the way the app takes it: TIFF on disk → core.images.read_image (data bar cut)
+→ core.models.Classifier (core.images.prepare, calibrated probabilities).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ sys.path.insert(0, str(ROOT))
 
 from core import synth
 from core.config import DEFAULT_MODEL
-from core.imageio import read_image
-from core.model import Classifier
-from core.routing import Thresholds, decide_queue, route, top2
+from core.images import read_image
+from core.models import Classifier
+from core.review import Thresholds, decide_queue, route, top2
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "sem-tiff"
 
@@ -71,7 +71,7 @@ def best_thresholds(ps: np.ndarray, pm: np.ndarray, max_single: float = 0.10) ->
     """What thresholds alone could do: over a grid of (accept, mixed margin, both-present) at
     the model's own calibration (mixed mass kept at its default), the largest share of mixed
     images sent off auto while at most ``max_single`` of single-class images are — by the
-    app's own rule (core.routing.decide_queue): a check that a miss is the model's."""
+    app's own rule (core.review.decide_queue): a check that a miss is the model's."""
     def tops(p: np.ndarray) -> list[tuple[str, float, str, float]]:
         return [("a", p1, "b", p2) for _, p1, _, p2 in map(top2, p)]  # names do not matter
 

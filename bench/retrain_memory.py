@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 from core import synth
 from core.config import DEFAULT_MODEL
-from core.ingest import ingest
-from core.registry import model_classifier, register_model
+from core.intake import ingest
+from core.models import model_classifier, register_model
 from core.store import open_db
 
 SPECIMEN = 50  # images per specimen folder

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from core.config import NFFA_CLASSES
-from core.imageio import read_image, thumbnail_jpeg
-from core.labels import random_key
-from core.registry import register_model
-from core.routing import Thresholds, decide_queue
+from core.images import read_image, thumbnail_jpeg
+from core.intake import random_key
+from core.models import register_model
+from core.review import Thresholds, decide_queue
 from core.store import now_iso, open_db, write_tx
 
 CHROMIUM = "/usr/bin/chromium"

@@ -6,13 +6,13 @@
 1. Builds (once; cached in bench/out/scale/base.db, rebuilt with --rebuild or other sizes) a
    database of N images with predictions from one 10-class model: rows made in numpy and
    inserted in bulk (``executemany`` inside ``write_tx``), the queue and reason of each row from
-   core.routing.decide_queue, auto labels from core.labels.sync_auto_labels, then ~100k human
-   labels inserted the way core.labels.decide leaves them (label_events + current_labels +
+   core.review.decide_queue, auto labels from core.review.sync_auto_labels, then ~100k human
+   labels inserted the way core.review.decide leaves them (label_events + current_labels +
    predictions.done = 1), spread over the last 7 days and 5 reviewers. Thumbnails are not
    stored (NULL): the measured queries never read them.
    The human-labelled images point at 1,000 real small PNGs in bench/out/scale/files (many
    images per file; ``files`` has one row per real path with its true size and mtime), so
-   core.export.export_labels checks real sources the way it does after an ingest (stat, size
+   core.datasets.export_labels checks real sources the way it does after an ingest (stat, size
    and mtime as stored; no hashing unless they differ) and writes a 100k-row manifest.
 2. Copies the cached database to a work copy (writes never touch the cache) and times, in
    this process, p50 / p95 / max over ``--reps`` repetitions: the next-50 queue query for every
@@ -53,25 +53,27 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from core.config import DEFAULT_MODEL, NFFA_CLASSES, Settings
-from core.labels import decide, next_images, random_key, sync_auto_labels, undo_last
-from core.routing import (
+from core.intake import random_key
+from core.review import (
     GLOBAL,
-    Thresholds,
-    decide_queue,
-    get_thresholds,
-    preview_counts,
-    reroute,
-    set_thresholds,
-)
-from core.stats import (
     RefFilter,
+    Thresholds,
     confidence_histogram,
     confusion,
+    decide,
+    decide_queue,
+    get_thresholds,
     labels_per_hour,
+    next_images,
     overview,
     per_class,
+    preview_counts,
     queue_left,
+    reroute,
     search_reference,
+    set_thresholds,
+    sync_auto_labels,
+    undo_last,
 )
 from core.store import now_iso, open_db, write_tx
 
@@ -343,7 +345,7 @@ def run_queries(work: Path, reps: int, plans: bool) -> None:
         explain(db, "undo_last", lambda: undo_last(db, "bench-plan"))
 
     print(f"\nTimings (ms) on {work.name}, {reps} repetitions each after one warm-up call")
-    print(" Review queue (core.labels.next_images, claim_seconds=0: claims written and released)")
+    print(" Review queue (core.review.next_images, claim_seconds=0: claims written and released)")
     for name, kw in queue_calls:
         measure(name, lambda i, kw=kw: next_images(db, kw["queue"], reviewer, n=50, order=kw["order"], claim_seconds=0), reps, 5)
     measure("next_images uncertain n=2 order=margin (Review page)",
@@ -364,23 +366,23 @@ def run_queries(work: Path, reps: int, plans: bool) -> None:
                                                      label=classes[i % len(classes)]), reps, 5)
     measure("labels.undo_last (steps back through the decisions)", lambda i: undo_last(db, reviewer), reps, 5)
 
-    print(" Overview page statistics (core.stats)")
+    print(" Overview page statistics (core.review.stats)")
     for name, fn in page_stats:
         measure(name, lambda i, fn=fn: fn(), reps, 500)
     measure("Overview page: all five above together", lambda i: [fn() for _, fn in page_stats], max(20, reps // 10), 500)
 
-    print(" Reference set (stats.search_reference: count + page of 100)")
+    print(" Reference set (review.search_reference: count + page of 100)")
     for name, f in filters.items():
         measure(f"{name}, page 1", lambda i, f=f: search_reference(db, f, page=0), reps, bar_ms=500)
     measure("no filter, page 500 (OFFSET 49,900)", lambda i: search_reference(db, RefFilter(), page=500),
             reps, bar_ms=500)
 
-    print(" Routing preview (routing.preview_counts: queue sizes under new thresholds)")
+    print(" Routing preview (review.preview_counts: queue sizes under new thresholds)")
     measure("preview_counts global thresholds", lambda i: preview_counts(db, model_id, ts_loose),
             reps, bar_ms=500)
     measure("preview_counts with 2 per-class overrides", lambda i: preview_counts(db, model_id, ts_class),
             reps, bar_ms=500)
-    print(" Saving thresholds (routing.reroute of every prediction, then auto labels; Models page)")
+    print(" Saving thresholds (review.reroute of every prediction, then auto labels; Models page)")
     for accept in (0.6, ts[GLOBAL].accept):
         set_thresholds(db, replace(ts[GLOBAL], accept=accept))
         t0 = time.perf_counter()
@@ -388,7 +390,7 @@ def run_queries(work: Path, reps: int, plans: bool) -> None:
         print(f"  reroute with accept = {accept:.2f}: {time.perf_counter() - t0:6.1f} s -> {counts}", flush=True)
 
     print(" Export (export.export_labels csv of every human label)")
-    from core.export import export_labels
+    from core.datasets import export_labels
 
     dest = OUT / "export"
     times = []
@@ -429,9 +431,8 @@ def ingest_child(folder: Path, db_path: Path) -> None:
     """Runs in a subprocess: ingest + predict ``folder`` into a fresh database; prints JSON."""
     from conftest import build_tiny_model
 
-    from core.ingest import ingest
-    from core.model import Classifier
-    from core.registry import register_model
+    from core.intake import ingest
+    from core.models import Classifier, register_model
 
     model = DEFAULT_MODEL if DEFAULT_MODEL.is_file() else build_tiny_model(
         OUT / "models" / "tiny10.onnx", classes=tuple(NFFA_CLASSES), size=64)

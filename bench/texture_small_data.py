@@ -26,11 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 from model_quality import throughput  # bench/: the same ONNX Runtime measurement
 
-from core import synth
-from core import train as tr
-from core.model import Classifier
-from core.preprocess import prepare
-from core.texture import texture_features, train_texture
+from core import models, synth, training
+from core.images import prepare
+from core.models import Classifier
+from core.training import texture_features, train_texture
 
 
 def make(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -39,14 +38,14 @@ def make(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         for k, c in enumerate(synth.CLASSES):
             img, t = synth.generate(c, seed + i, 256)
             scan = img[: 256 - t["databar_px"]].astype(np.float32) / 255.0
-            xs.append(prepare(scan, tr.INPUT_SIZE, 1, tr.MEAN, tr.STD))
+            xs.append(prepare(scan, training.INPUT_SIZE, 1, training.MEAN, training.STD))
             ys.append(k)
     return np.stack(xs), np.array(ys)
 
 
-def score(res: tr.TrainResult, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    p = tr.softmax(res.predict_logits(x), res.temperature)
-    return float((p.argmax(1) == y).mean()), tr.expected_calibration_error(p, y)
+def score(res: training.TrainResult, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    p = models.softmax(res.predict_logits(x), res.temperature)
+    return float((p.argmax(1) == y).mean()), models.expected_calibration_error(p, y)
 
 
 def main() -> None:
@@ -76,14 +75,14 @@ def main() -> None:
         res = train_texture(xtr, ytr, xva, yva, class_names=names, seed=a.seed)
         secs = time.perf_counter() - t0
         acc, ece = score(res, xte, yte)
-        path = tr.export_onnx(res, Path(tmp) / "texture.onnx", version="bench-texture")
+        path = training.export_onnx(res, Path(tmp) / "texture.onnx", version="bench-texture")
         rows.append(("TextureNet", res.parameters, secs, acc, ece, throughput(Classifier(path))))
         t0 = time.perf_counter()
-        res = tr.train_arrays(xtr, ytr, xva, yva, class_names=names, epochs=a.semnet_epochs,
+        res = training.train_arrays(xtr, ytr, xva, yva, class_names=names, epochs=a.semnet_epochs,
                               seed=a.seed)
         secs = time.perf_counter() - t0
         acc, ece = score(res, xte, yte)
-        path = tr.export_onnx(res, Path(tmp) / "semnet.onnx", version="bench-semnet")
+        path = training.export_onnx(res, Path(tmp) / "semnet.onnx", version="bench-semnet")
         rows.append((f"SemNet {a.semnet_epochs} ep", res.parameters, secs, acc, ece,
                      throughput(Classifier(path))))
     print(f"{'model':<16}{'trainable':>10}{'train s':>9}{'test acc':>10}{'ECE':>7}"

@@ -10,6 +10,15 @@ class SemTriageError(Exception):
     """Base class for every error the engine raises on purpose."""
 
 
+class InvalidValue(SemTriageError, ValueError):
+    """Bad input, refused before anything is written: a reviewer or class name, a queue or
+    review order, a threshold outside [0, 1], a regular expression, an option out of range."""
+
+
+class SettingsError(SemTriageError, ValueError):
+    """A ``SEMTRIAGE_*`` environment variable holds a value the setting cannot take."""
+
+
 class ImageReadError(SemTriageError):
     """An image file could not be decoded (corrupt, truncated, empty, not an image, too big)."""
 
@@ -33,7 +42,8 @@ class ProviderError(ModelError):
 
 
 class StoreError(SemTriageError):
-    """The database refused an operation (unknown image, unknown class, locked too long)."""
+    """The database refused an operation: locked too long, not a database, a state that does
+    not allow it (the active model cannot be discarded, nothing held out to compare on)."""
 
 
 class NotFound(StoreError):

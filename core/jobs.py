@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import Cancelled, SemTriageError
+from core.progress import Progress
 
-ProgressFn = Callable[[float, str], None]
-Work = Callable[[ProgressFn, threading.Event], Any]
+Work = Callable[[Progress, threading.Event], Any]
 STATES = ("running", "done", "failed", "cancelled")
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run the whole test suite (sets up .venv and Debian's chromium for the browser tests).
+# Lint (scripts/lint.sh), then run the whole test suite (sets up .venv and Debian's chromium for
+# the browser tests).
 # Extra arguments go to pytest (e.g. -k review, -m "not browser").
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,4 +14,5 @@ if [ ! -x /usr/bin/chromium ]; then
     echo "WARNING: /usr/bin/chromium missing and not root: browser tests will be skipped" >&2
   fi
 fi
+scripts/lint.sh
 exec .venv/bin/python -m pytest "$@"

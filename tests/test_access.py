@@ -8,17 +8,15 @@ import ast
 from pathlib import Path
 
 import pytest
-from conftest import app_db_copy, build_tiny_model
 from streamlit.testing.v1 import AppTest
-from test_app import APP, CLASSES, build_app_db, texts
 
-from core import access, demo, labels, registry, routing
+from core import access, models, review, workflows
 from core.config import Settings
 from core.errors import Forbidden
-from core.labels import current_label
+from core.review import current_label
 from core.store import open_db
-
-pytestmark = pytest.mark.usefixtures("navigation_v2")  # AppTest below; see conftest.py
+from tests.helpers import CLASSES, app_db_copy, build_app_db, build_tiny_model
+from tests.ui.test_app import APP, texts
 
 ROOT = Path(__file__).resolve().parents[1]
 ALICE, BOSS = "alice@lab.example.org", "Boss@Lab.example.org"
@@ -74,35 +72,35 @@ def db(app_db):
 
 
 def test_core_refuses_threshold_changes_by_a_non_admin(db):
-    model_id = registry.active_model(db)["id"]
-    before_t, before_q = routing.get_thresholds(db), labels.queue_counts(db)
+    model_id = models.active_model(db)["id"]
+    before_t, before_q = review.get_thresholds(db), review.queue_counts(db)
     alice = access.User("alice", admin=False)
     with pytest.raises(Forbidden, match="'alice' may not change the routing thresholds.*SEMTRIAGE_ADMIN_USERS"):
-        routing.set_thresholds(db, routing.Thresholds(accept=0.0), by=alice)
+        review.set_thresholds(db, review.Thresholds(accept=0.0), by=alice)
     with pytest.raises(Forbidden):
-        routing.clear_class_thresholds(db, CLASSES[0], by=alice)
+        review.clear_class_thresholds(db, CLASSES[0], by=alice)
     with pytest.raises(Forbidden, match="re-route"):
-        routing.reroute(db, model_id, by=alice)
-    assert routing.get_thresholds(db) == before_t and labels.queue_counts(db) == before_q
+        review.reroute(db, model_id, by=alice)
+    assert review.get_thresholds(db) == before_t and review.queue_counts(db) == before_q
     # an administrator may, and so may local use (the CLI passes no user)
-    routing.set_thresholds(db, routing.Thresholds(accept=0.0), by=access.User("boss", admin=True))
-    assert routing.reroute(db, model_id, by=access.User("boss", admin=True)).get("uncertain", 0) == 0
-    routing.set_thresholds(db, routing.Thresholds(accept=0.99))
-    assert routing.get_thresholds(db)[routing.GLOBAL].accept == 0.99
+    review.set_thresholds(db, review.Thresholds(accept=0.0), by=access.User("boss", admin=True))
+    assert review.reroute(db, model_id, by=access.User("boss", admin=True)).get("uncertain", 0) == 0
+    review.set_thresholds(db, review.Thresholds(accept=0.99))
+    assert review.get_thresholds(db)[review.GLOBAL].accept == 0.99
 
 
 def test_core_refuses_model_changes_by_a_non_admin(db, tmp_path):
     nobody = access.User("", admin=False)
     path = build_tiny_model(tmp_path / "other.onnx", ("a", "b"))
     with pytest.raises(Forbidden, match="Nobody signed in may not add a model"):
-        registry.register_model(db, path, activate=True, by=nobody)
-    assert len(registry.list_models(db)) == 1
-    other = registry.register_model(db, path)  # local use
+        models.register_model(db, path, activate=True, by=nobody)
+    assert len(models.list_models(db)) == 1
+    other = models.register_model(db, path)  # local use
     with pytest.raises(Forbidden, match="switch the active model"):
-        registry.set_active_model(db, other["id"], by=access.User("alice", admin=False))
-    assert registry.active_model(db)["id"] != other["id"]
+        models.set_active_model(db, other["id"], by=access.User("alice", admin=False))
+    assert models.active_model(db)["id"] != other["id"]
     with pytest.raises(Forbidden, match="load the demo"):
-        demo.build_demo(tmp_path / "demo.db", by=nobody)
+        workflows.build_demo(tmp_path / "demo.db", by=nobody)
     assert not (tmp_path / "demo.db").exists()
 
 
@@ -140,7 +138,7 @@ def signed_in(monkeypatch, page: str | None, user: dict, admins: str = "") -> Ap
 
 
 @pytest.mark.parametrize("auth", ["oidc", "proxy"])
-@pytest.mark.parametrize("page", [None, "pages/review.py", "pages/reference.py", "pages/models.py"])
+@pytest.mark.parametrize("page", [None, "pages/label/review.py", "pages/data/reference.py", "pages/setup/models.py"])
 def test_without_sign_in_nothing_is_shown(app_db, monkeypatch, auth, page):
     monkeypatch.setenv("SEMTRIAGE_AUTH", auth)
     at = AppTest.from_file(APP, default_timeout=30)
@@ -160,7 +158,7 @@ def test_without_sign_in_nothing_is_shown(app_db, monkeypatch, auth, page):
 
 
 def test_signed_in_user_is_the_reviewer_and_cannot_be_edited(app_db, monkeypatch):
-    at = signed_in(monkeypatch, "pages/review.py", {"is_logged_in": True, "email": ALICE, "name": "Alice"})
+    at = signed_in(monkeypatch, "pages/label/review.py", {"is_logged_in": True, "email": ALICE, "name": "Alice"})
     assert not [t for t in at.text_input if t.key == "reviewer"], "no name box to edit"
     assert ALICE.replace(".", "\\.") in " ".join(m.value for m in at.sidebar.markdown)
     iid = at.session_state["review_current"]
@@ -176,7 +174,7 @@ def test_signed_in_user_is_the_reviewer_and_cannot_be_edited(app_db, monkeypatch
 
 
 def test_grid_labels_carry_the_signed_in_user(app_db, monkeypatch):
-    at = signed_in(monkeypatch, "pages/grid.py", {"is_logged_in": True, "email": ALICE})
+    at = signed_in(monkeypatch, "pages/label/grid.py", {"is_logged_in": True, "email": ALICE})
     ids = [int(c.key.rsplit("_", 1)[1]) for c in at.checkbox if c.key and c.key.startswith("grid_odd_")]
     assert ids
     at.button(key="grid_confirm").click().run()
@@ -185,7 +183,7 @@ def test_grid_labels_carry_the_signed_in_user(app_db, monkeypatch):
 
 
 def test_a_non_admin_cannot_change_thresholds_or_models(app_db, monkeypatch):
-    at = signed_in(monkeypatch, "pages/models.py", {"is_logged_in": True, "email": ALICE}, admins=BOSS)
+    at = signed_in(monkeypatch, "pages/setup/models.py", {"is_logged_in": True, "email": ALICE}, admins=BOSS)
     keys = {b.key for b in at.button}
     assert "thr_save" not in keys and "mdl_register" not in keys
     assert not any(k and k.startswith(("mdl_activate_", "mdl_predict_")) for k in keys)
@@ -194,22 +192,22 @@ def test_a_non_admin_cannot_change_thresholds_or_models(app_db, monkeypatch):
 
 
 def test_with_sign_in_and_no_admin_list_nobody_is_admin(app_db, monkeypatch):
-    at = signed_in(monkeypatch, "pages/models.py", {"is_logged_in": True, "email": BOSS})
+    at = signed_in(monkeypatch, "pages/setup/models.py", {"is_logged_in": True, "email": BOSS})
     assert "thr_save" not in {b.key for b in at.button}
     assert any("nobody is" in w.value for w in at.warning)
 
 
 def test_an_admin_can_change_thresholds(app_db, monkeypatch):
     db = open_db(app_db)
-    before = labels.queue_counts(db)
-    at = signed_in(monkeypatch, "pages/models.py", {"is_logged_in": True, "email": "boss@lab.example.org"},
+    before = review.queue_counts(db)
+    at = signed_in(monkeypatch, "pages/setup/models.py", {"is_logged_in": True, "email": "boss@lab.example.org"},
                    admins=BOSS)
     assert not at.warning
     at.slider(key="thr_accept").set_value(0.0).run()
     at.button(key="thr_save").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
-    after = labels.queue_counts(db)
-    assert routing.get_thresholds(db)[routing.GLOBAL].accept == 0.0
+    after = review.queue_counts(db)
+    assert review.get_thresholds(db)[review.GLOBAL].accept == 0.0
     assert after["uncertain"] == 0 < before["uncertain"]
 
 

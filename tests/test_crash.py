@@ -26,11 +26,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import write_images
 
-from core.export import MARKER
-from core.labels import decide, import_labels, next_images, undo_last
+from core.datasets import MARKER
+from core.review import decide, import_labels, next_images, undo_last
 from core.store import backup, integrity_ok, now_iso, open_db, set_setting, write_tx
+from tests.helpers import write_images
 
 PROJECT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "core.cli"]
@@ -207,7 +207,9 @@ def test_kill_imagefolder_export_repeatedly(tmp_path):
 
 def test_export_spares_a_partial_that_a_live_export_holds(tmp_path):
     """The leftover clean-up never removes the folder of an export still running."""
-    from core.export import _lock, _remove_stale, _unlock
+    from core.datasets.exports import _remove_stale
+    from core.files import lock as _lock
+    from core.files import unlock as _unlock
 
     out = tmp_path / "ds"
     live = tmp_path / "ds.partial-abcd1234"
@@ -402,9 +404,8 @@ def test_kill_training_from_db_repeatedly_then_rerun(tmp_path):
     """kill -9 during `semtriage train --from-db` (reading images, training, exporting,
     registering): the database stays sound with its labels and no half-registered candidate;
     no model file is left under the final name; a re-run registers exactly one candidate."""
-    from retrain_fixtures import build_labelled_db
-
-    from core.registry import list_models
+    from core.models import list_models
+    from tests.helpers.labelled import build_labelled_db
 
     db_path = build_labelled_db(tmp_path)
     out_dir = tmp_path / "models" / "retrained"

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from core.cli import cli
-from core.model import METADATA_KEYS
+from core.models import METADATA_KEYS
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -32,9 +32,10 @@ def test_every_metadata_key_in_readme():
 
 
 def test_every_page_in_readme():
-    pages = sorted(p.stem for p in (ROOT / "pages").glob("*.py") if not p.stem.startswith("_"))
+    pages = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "pages").rglob("*.py")
+                   if not p.stem.startswith("_"))
     assert pages, "no pages found"
-    missing = [p for p in pages if f"pages/{p}.py" not in README]
+    missing = [p for p in pages if p not in README]
     assert not missing, f"README lacks pages: {missing}"
 
 

@@ -36,15 +36,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-from conftest import build_tiny_model
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from core.errors import ImageReadError, ModelError
-from core.imageio import SemImage, read_image
-from core.model import Classifier
-from core.uploads import save_uploads
+from core.images import SemImage, read_image
+from core.intake import save_uploads
+from core.models import Classifier
+from tests.helpers import build_tiny_model
 
 TRIED: Counter[str] = Counter()
 PER_EXAMPLE_S = 10.0

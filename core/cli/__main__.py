@@ -1,0 +1,5 @@
+"""`python -m core.cli ...` = `semtriage ...`."""
+
+from core.cli.root import main
+
+main()

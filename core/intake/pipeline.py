@@ -1,0 +1,247 @@
+"""Ingest: folders of SEM images into the store, predicted and routed in the same pass.
+
+Both are idempotent and resumable. Work is committed batch by batch (one transaction per
+batch of images, their files, predictions and labels together), so a process killed at any
+point leaves whole batches behind; running the same command again skips what is stored
+(``files`` remembers path, size and mtime; images are keyed by SHA-256) and finishes the rest.
+
+Decoding runs in worker threads while the main thread runs the model and writes, so on a
+CPU the model is not what waits (see bench/ingest_predict.py).
+"""
+
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+
+from core.config import NFFA_CLASSES, Settings
+from core.files import sha256_file
+from core.images import SemImage, read_image, thumbnail_jpeg
+from core.intake.predict import _reason, _record_failures, store_predictions
+from core.intake.sources import find_images, folder_label, group_key
+from core.intake.threads import _timer, pipelined
+from core.models import Classifier
+from core.progress import Progress, counted
+from core.review import import_labels, sync_auto_labels
+from core.store import now_iso, write_tx
+
+
+@dataclass
+class IngestReport:
+    scanned: int = 0
+    added: int = 0
+    duplicates: int = 0
+    unchanged: int = 0
+    ignored: int = 0
+    predicted: int = 0
+    labelled: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        parts = [
+            f"{self.added} added",
+            f"{self.duplicates} duplicates",
+            f"{self.unchanged} unchanged",
+            f"{len(self.failed)} failed",
+        ]
+        if self.predicted:
+            parts.append(f"{self.predicted} predicted")
+        if self.labelled:
+            parts.append(f"{self.labelled} labels imported")
+        if self.ignored:
+            parts.append(f"{self.ignored} non-image files ignored")
+        return f"{self.scanned} files: " + ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
+        return d
+
+
+@dataclass
+class _Loaded:
+    path: Path
+    size: int
+    mtime: float
+    sha: str
+    img: SemImage | None
+    thumb: bytes | None
+    x: np.ndarray | None
+    t: dict[str, float]
+
+
+def _load(path: Path, clf: Classifier | None, settings: Settings, *, decode: bool = True) -> _Loaded:
+    t: dict[str, float] = {}
+    t0 = time.perf_counter()
+    st = path.stat()
+    sha = sha256_file(path)
+    t0 = _timer(t, "hash", t0)
+    if not decode:
+        return _Loaded(path, st.st_size, st.st_mtime, sha, None, None, None, t)
+    img = read_image(path, max_pixels=settings.max_pixels)
+    t0 = _timer(t, "decode", t0)
+    scan = img.scan
+    thumb = thumbnail_jpeg(scan, settings.thumb_px)
+    x = clf.prepare(scan) if clf is not None else None
+    _timer(t, "preprocess", t0)
+    return _Loaded(path, st.st_size, st.st_mtime, sha, img, thumb, x, t)
+
+
+def ingest(
+    db: Database,
+    paths: Iterable[str | Path],
+    *,
+    classifier: Classifier | None = None,
+    model_id: int | None = None,
+    labels_from_folders: bool = False,
+    settings: Settings | None = None,
+    progress: Progress | None = None,
+    workers: int = 2,
+) -> IngestReport:
+    """Ingest image files and folders (recursively). With a classifier (and its registered
+    ``model_id``) every new image is predicted and routed in the same pass."""
+    settings = settings or Settings()
+    if classifier is not None and model_id is None:
+        raise ValueError("ingest with a classifier needs its model_id (see core.models.register_model)")
+    rep = IngestReport()
+    t_start = time.perf_counter()
+    paths = list(paths)
+    roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
+                   key=lambda r: -len(r.parts))
+    files, rep.ignored, pre_failed = find_images(paths)
+    rep.failed += pre_failed
+    rep.scanned = len(files) + len(pre_failed)
+    known = list(classifier.class_names if classifier else []) + NFFA_CLASSES
+    timings = rep.timings
+    total = len(files)
+
+    # What is already stored unchanged (same path, size, mtime)?
+    stored: dict[str, tuple[int, float, int]] = {}
+    for i in range(0, total, 500):
+        chunk = [str(f) for f in files[i : i + 500]]
+        marks = ",".join("?" * len(chunk))
+        for path, size, mtime, image_id in db.execute(
+            f"SELECT path, size_bytes, mtime, image_id FROM files WHERE path IN ({marks})", chunk
+        ):
+            stored[path] = (size, mtime, image_id)
+    todo: list[Path] = []
+    labels: list[tuple[int, str]] = []
+    for f in files:
+        s = stored.get(str(f))
+        if s is not None:
+            try:
+                st = f.stat()
+            except OSError:
+                st = None
+            if st is not None and st.st_size == s[0] and abs(st.st_mtime - s[1]) < 1e-6:
+                rep.unchanged += 1
+                if labels_from_folders:
+                    labels.append((s[2], folder_label(f, known)))
+                continue
+        todo.append(f)
+    done = rep.unchanged
+    counted(progress, done, total, f"{rep.unchanged} already stored")
+
+    batch: list[_Loaded] = []
+    dups: list[tuple[_Loaded, int]] = []
+    failed: list[tuple[str, str]] = []
+    pending_sha: dict[str, _Loaded] = {}
+
+    def flush() -> None:
+        nonlocal batch, dups, failed, labels
+        t0 = time.perf_counter()
+        probs = None
+        if classifier is not None and batch:
+            probs = classifier.run(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            t0 = _timer(timings, "inference", t0)
+        stamp = now_iso()
+        with write_tx(db, "storing ingested images"):
+            ids: list[tuple[int, str]] = []
+            for b in batch:
+                img = b.img
+                assert img is not None
+                cur = db.execute(
+                    "INSERT INTO images(sha256, path, name, size_bytes, width, height, bit_depth, "
+                    "raw_dtype, pages, instrument, pixel_size_m, pixel_size_source, databar_px, "
+                    "databar_source, metadata, warnings, thumb, group_key, added_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        b.sha, str(b.path), b.path.name, b.size, img.width, img.height,
+                        img.bit_depth, img.raw_dtype, img.pages, img.instrument, img.pixel_size_m,
+                        img.pixel_size_source, img.databar_px, img.databar_source,
+                        json.dumps(img.metadata, default=str), json.dumps(img.warnings),
+                        b.thumb, group_key(b.path, roots, labels_from_folders), stamp,
+                    ],
+                )
+                assert cur.lastrowid is not None
+                ids.append((cur.lastrowid, b.sha))
+            by_sha = {sha: i for i, sha in ids}
+            file_rows = [(str(b.path), i, b.size, b.mtime, stamp) for b, (i, _) in zip(batch, ids)]
+            dup_ids = [known_id or by_sha.get(d.sha) or _image_id(db, d.sha) or 0 for d, known_id in dups]
+            file_rows += [(str(d.path), i, d.size, d.mtime, stamp) for (d, _), i in zip(dups, dup_ids)]
+            db.conn.executemany(
+                "INSERT INTO files(path, image_id, size_bytes, mtime, seen_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET image_id = excluded.image_id, "
+                "size_bytes = excluded.size_bytes, mtime = excluded.mtime, seen_at = excluded.seen_at",
+                file_rows,
+            )
+            db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in file_rows])
+            if probs is not None and classifier is not None and model_id is not None:
+                store_predictions(db, model_id, classifier.class_names, ids, probs)
+                rep.predicted += len(ids)
+            if labels_from_folders:
+                labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
+                labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
+            if labels:
+                rep.labelled += import_labels(db, labels)
+            _record_failures(db, failed)
+        _timer(timings, "database", t0)
+        rep.added += len(batch)
+        rep.duplicates += len(dups)
+        rep.failed += failed
+        batch, dups, failed, labels = [], [], [], []
+        pending_sha.clear()
+
+    def load(p: Path) -> _Loaded:
+        return _load(p, classifier, settings)
+
+    for path, res in pipelined(todo, load, workers, depth=max(4, settings.batch_size * 2)):
+        done += 1
+        if isinstance(res, BaseException):
+            failed.append((str(path), _reason(res)))
+        else:
+            for k, v in res.t.items():
+                timings[k] = timings.get(k, 0.0) + v
+            existing = _image_id(db, res.sha)
+            if existing is not None:
+                dups.append((res, existing))
+            elif res.sha in pending_sha:
+                dups.append((res, 0))
+            else:
+                pending_sha[res.sha] = res
+                batch.append(res)
+        if len(batch) >= settings.batch_size or len(dups) + len(failed) >= 256:
+            flush()
+        if done % 8 == 0 or done == total:
+            counted(progress, done, total, path.name)
+    flush()
+    if classifier is not None and model_id is not None:
+        t0 = time.perf_counter()
+        sync_auto_labels(db, model_id)
+        _timer(timings, "database", t0)
+    timings["total"] = time.perf_counter() - t_start
+    return rep
+
+
+def _image_id(db: Database, sha: str) -> int | None:
+    row = db.execute("SELECT id FROM images WHERE sha256 = ?", [sha]).fetchone()
+    return int(row[0]) if row else None

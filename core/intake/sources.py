@@ -1,0 +1,78 @@
+"""Where images come from: folders and files named by a user (checked against the allowed
+roots), the image files under them, and what their place says — the source group (for
+leak-free splits) and, with folder labels, the class."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from core.errors import PathNotAllowed
+from core.files import IMAGE_SUFFIXES
+
+
+def check_allowed(path: str | Path, roots: Sequence[str | Path]) -> Path:
+    """Resolve ``path`` (symlinks too) and refuse it unless it lies under one of ``roots``."""
+    p = Path(path).expanduser().resolve()
+    for r in roots:
+        rr = Path(r).expanduser().resolve()
+        if p == rr or rr in p.parents:
+            return p
+    raise PathNotAllowed(
+        f"Folder {str(path)!r} is outside the allowed roots {[str(r) for r in roots]}. "
+        "Hint: set SEMTRIAGE_ROOTS to include it."
+    )
+
+
+def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], int, list[tuple[str, str]]]:
+    """(image files, number of non-image files ignored, failures) under ``paths``, recursively,
+    in a stable (sorted) order. A file named explicitly that is not an image type is a failure;
+    non-image files inside a folder are only counted."""
+    files: list[Path] = []
+    ignored = 0
+    failed: list[tuple[str, str]] = []
+    for raw in paths:
+        p = Path(raw).expanduser()
+        if p.is_dir():
+            for dirpath, dirnames, names in os.walk(p, followlinks=False):
+                dirnames.sort()
+                for n in sorted(names):
+                    f = Path(dirpath) / n
+                    if f.suffix.lower() in IMAGE_SUFFIXES and not n.startswith("._"):
+                        files.append(f.resolve())
+                    else:
+                        ignored += 1
+        elif p.is_file():
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(p.resolve())
+            else:
+                failed.append((str(p), (f"not an image type ({p.suffix or 'no extension'}); "
+                                        f"expected one of {', '.join(IMAGE_SUFFIXES)}")))
+        else:
+            failed.append((str(p), "no such file or folder"))
+    # the same file named twice (or via two paths) is looked at once
+    seen: set[Path] = set()
+    unique = [f for f in files if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
+    return unique, ignored, failed
+
+
+def group_key(path: Path, roots: Sequence[Path], labels_from_folders: bool = False) -> str | None:
+    """The source group of an image, for leak-free splits: its folder relative to the ingest
+    root (``run3/specimenA``), so same-named folders in different places stay apart. With
+    folder labels the class folder is not a group: the folder above it is, if any."""
+    parent = path.parent
+    if labels_from_folders:
+        parent = parent.parent
+    for r in roots:
+        if parent == r or r in parent.parents:
+            rel = parent.relative_to(r).as_posix()
+            return f"{r.name}/{rel}" if rel != "." else (None if labels_from_folders else r.name)
+    return parent.name or None
+
+
+def folder_label(path: Path, known: Sequence[str]) -> str:
+    """The parent folder's name as a label, matched case-insensitively to a known class."""
+    name = path.parent.name.strip()
+    lookup = {k.lower(): k for k in known}
+    return lookup.get(name.lower(), name)

@@ -1,0 +1,39 @@
+"""The SQLite store: the connection and its write transaction, migrations (one numbered set
+per package that owns tables), the core schema, the settings table, backups."""
+
+from core.store.backup import backup, integrity_ok
+from core.store.db import BUSY_TIMEOUT_S, now_iso, open_db, write_tx
+from core.store.migrations import migrate, migration_set, migration_sets
+from core.store.schema import (
+    HUMAN_SOURCES,
+    core_migrations,
+    m001_initial,
+    m002_scale_indexes,
+    m003_image_hashes,
+    m004_model_images,
+    m005_label_issues,
+    m006_counts,
+)
+from core.store.settings import get_setting, set_setting
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "HUMAN_SOURCES",
+    "backup",
+    "core_migrations",
+    "get_setting",
+    "integrity_ok",
+    "m001_initial",
+    "m002_scale_indexes",
+    "m003_image_hashes",
+    "m004_model_images",
+    "m005_label_issues",
+    "m006_counts",
+    "migrate",
+    "migration_set",
+    "migration_sets",
+    "now_iso",
+    "open_db",
+    "set_setting",
+    "write_tx",
+]

@@ -1,0 +1,29 @@
+"""Synthetic SEM micrographs with ground truth: drawing primitives, the scene and one painter
+per class, secondary-electron rendering and the camera, the data bar, one micrograph
+(:func:`generate`) and datasets on disk (:func:`write_dataset`).
+"""
+
+from core.synth.dataset import (
+    contact_sheet,
+    plan_dataset,
+    read_ground_truth,
+    save_image,
+    write_dataset,
+)
+from core.synth.micrograph import CLASSES, MIX_PAIRS, SYNTH_VERSION, generate, mix_pairs
+from core.synth.painters import OBJECTS, SURFACES
+
+__all__ = [
+    "CLASSES",
+    "MIX_PAIRS",
+    "OBJECTS",
+    "SURFACES",
+    "SYNTH_VERSION",
+    "contact_sheet",
+    "generate",
+    "mix_pairs",
+    "plan_dataset",
+    "read_ground_truth",
+    "save_image",
+    "write_dataset",
+]

@@ -1,0 +1,13 @@
+"""Workflows that span the engine's domains: making a model active (predict what it has not
+seen, re-route, sync auto labels) and building the demo database.
+"""
+
+from core.workflows.demo import DEMO_SEED, REFERENCE_EVERY, build_demo
+from core.workflows.lifecycle import promote
+
+__all__ = [
+    "DEMO_SEED",
+    "REFERENCE_EVERY",
+    "build_demo",
+    "promote",
+]

@@ -1,0 +1,59 @@
+"""Session state and the per-session database: key names (named once), the settings in
+force, this browser session's connection, folders beside the database."""
+
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from core.config import Settings
+from core.store import open_db
+
+
+class K:
+    """Session-state key names, named once. Widgets whose value must survive a page change use
+    ``persist_state="session"``; derived values live in non-widget keys."""
+
+    db = "_db"  # (path, Database) of this browser session
+    reviewer = "reviewer"  # sidebar text input (also the URL query parameter)
+    reviewer_name = "reviewer_name"  # the cleaned name (non-widget: survives page changes)
+    review_queue = "review_queue"
+    review_order = "review_order"
+    review_current = "review_current"  # image id on screen
+    review_pin = "review_pin"  # image id to show first (after undo)
+    review_hist = "review_hist"  # image ids decided in this session, oldest first
+    review_back = "review_back"  # index into review_hist while looking back, else None
+    review_done = "review_done"  # decisions in this session
+    review_msg = "review_msg"  # (kind, text) to show once
+    review_fullres = "review_fullres"
+    grid_class = "grid_class"
+    grid_n = "grid_n"
+    grid_auto = "grid_auto"
+    grid_msg = "grid_msg"
+    ref_page = "ref_page"
+
+
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+def db() -> Any:
+    """This browser session's connection (opened once, reopened if SEMTRIAGE_DB changed)."""
+    path = settings().db
+    held = st.session_state.get(K.db)
+    if held is None or held[0] != path:
+        st.session_state[K.db] = (path, open_db(path))
+    return st.session_state[K.db][1]
+
+
+def db_key() -> str:
+    """A hashable stand-in for the database in cache keys."""
+    return str(Path(settings().db).resolve())
+
+
+def data_dir(*parts: str) -> Path:
+    """A folder beside the database (``data/exports``, ``data/uploads`` for the default one)."""
+    return Path(settings().db).resolve().parent.joinpath(*parts)
