@@ -21,7 +21,7 @@ from core.config import Settings
 from core.errors import ImageReadError
 from core.images import read_image
 from core.intake.threads import _timer, pipelined
-from core.models import Classifier, entropy
+from core.models import Classifier, active_model, entropy
 from core.progress import Progress, counted
 from core.review import decide_queue, for_class, get_thresholds, sync_auto_labels
 from core.store import now_iso, write_tx
@@ -292,7 +292,8 @@ def predict_pending(
             counted(progress, done, total, Path(row[1]).name)
     flush()
     t0 = time.perf_counter()
-    if db.execute("SELECT 1 FROM models WHERE id = ? AND active = 1", [model_id]).fetchone():
+    active = active_model(db)
+    if active is not None and active["id"] == model_id:
         sync_auto_labels(db, model_id)
     _timer(timings, "database", t0)
     timings["total"] = time.perf_counter() - t_start

@@ -76,7 +76,7 @@ def register_model(
         )
         assert cur.lastrowid is not None
         model_id = cur.lastrowid
-        if activate or db.execute("SELECT COUNT(*) FROM models WHERE active = 1").fetchone()[0] == 0:
+        if activate or active_model(db) is None:
             set_active_model(db, model_id)
     return get_model(db, model_id)
 

@@ -41,6 +41,7 @@ from torch import nn
 from core.errors import Cancelled, ModelError
 from core.models import fit_temperature, softmax
 from core.progress import Progress
+from core.review import Thresholds, decide_queue
 from core.training.data import INPUT_SIZE, MEAN, STD, THREADS, Item, load_inputs, stratified_split
 from core.training.metrics import held_out_metrics, split_counts
 
@@ -450,9 +451,9 @@ def train_arrays(xtr: np.ndarray, ytr: np.ndarray, xva: np.ndarray, yva: np.ndar
                      for t, y in zip(top2.tolist(), vmy.tolist(), strict=True)])), 4),
                 "median_p1": round(float(np.median(p_sorted[:, 0])), 3),
                 "median_p2": round(float(np.median(p_sorted[:, 1])), 3),
-                "routed_mixed_or_uncertain": round(float(np.mean(
-                    [(p[1] >= 0.3) or (p[0] - p[1] < 0.15 and p[0] + p[1] >= 0.6)
-                     or p[0] < 0.7 for p in p_sorted])), 4),
+                "routed_mixed_or_uncertain": round(float(np.mean(  # the default thresholds
+                    [decide_queue("a", p[0], "b", p[1], Thresholds())[0] != "auto"
+                     for p in p_sorted])), 4),
                 "temperature_fitted_on": ("held-out single-class + mixed images"
                                           if calibrate_on_mixed
                                           else "held-out single-class images"),

@@ -6,9 +6,9 @@
 
 How
 ---
-1. The reference set: every image whose current label comes from a person (sources ``human``
-   and ``import``, ``core.store.HUMAN_SOURCES``, as for retraining: core.training.gather_labels), ``several`` / ``unusable``
-   left out; classes with fewer than ``MIN_PER_CLASS`` labels are left out too (they cannot
+1. The reference set: every image whose current label comes from a person
+   (``core.store.HUMAN_SOURCES``: ``human`` and ``import``), read as retraining reads it
+   (``core.training.gather_labels``), ``several`` / ``unusable`` left out; classes with fewer than ``MIN_PER_CLASS`` labels are left out too (they cannot
    be predicted out of fold) and reported.
 2. Each image is read and prepared exactly as for training (``core.training.load_inputs``) and
    described by fixed texture features (``core.training.texture_features``).
