@@ -159,9 +159,16 @@ def ingest(
     def flush() -> None:
         nonlocal batch, dups, failed, labels
         t0 = time.perf_counter()
-        probs = None
+        probs = ood = None
+        unfamiliar: list[str | None] = []
         if classifier is not None and batch:
-            probs = classifier.run(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            probs, ood = classifier.assess(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            unfamiliar = [
+                classifier.unfamiliar_reason(None if ood is None else float(ood[k]),
+                                             pixel_size_m=b.img.pixel_size_m if b.img else None,
+                                             instrument=b.img.instrument if b.img else None)
+                for k, b in enumerate(batch)
+            ]
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
         with write_tx(db, "storing ingested images"):
@@ -196,7 +203,8 @@ def ingest(
             )
             db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in file_rows])
             if probs is not None and classifier is not None and model_id is not None:
-                store_predictions(db, model_id, classifier.class_names, ids, probs)
+                store_predictions(db, model_id, classifier.class_names, ids, probs, ood=ood,
+                                  unfamiliar=unfamiliar)
                 rep.predicted += len(ids)
             if labels_from_folders:
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]

@@ -3,6 +3,25 @@ label history, claims, the review queues and their orders, the reference-set sea
 overview numbers and the held-out human labels that certify a model.
 """
 
+from core.review import schema as _schema  # noqa: F401  (the package's migration set)
+from core.review.certification import (
+    CERTIFIED,
+    FORCED,
+    PARTLY,
+    PROVISIONAL,
+    Certification,
+    auto_label_rule,
+    certification,
+    heldout_count,
+)
+from core.review.certify import (
+    CertifyReport,
+    certification_history,
+    certify,
+    force_threshold,
+    recommend,
+    revoke,
+)
 from core.review.claims import claim, release_claims
 from core.review.heldout import HeldOut, heldout_predictions
 from core.review.labels import (
@@ -69,23 +88,33 @@ from core.review.stats import (
 )
 
 __all__ = [
+    "CERTIFIED",
     "DECISION_ACTIONS",
     "DEFAULT_ORDER",
+    "FORCED",
     "GLOBAL",
     "HIST_BINS",
     "HUMAN_ACTIONS",
     "NO_SIGNAL",
     "ORDERS",
     "ORDER_NAMES",
+    "PARTLY",
+    "PROVISIONAL",
     "QUEUES",
     "QUEUE_CHOICES",
     "REFERENCE_PAGE",
     "SPECIAL_LABELS",
+    "Certification",
+    "CertifyReport",
     "HeldOut",
     "RefFilter",
     "ThresholdSet",
     "Thresholds",
     "auto_error_estimate",
+    "auto_label_rule",
+    "certification",
+    "certification_history",
+    "certify",
     "claim",
     "clean_label",
     "clean_reviewer",
@@ -99,9 +128,11 @@ __all__ = [
     "decided_by",
     "event",
     "for_class",
+    "force_threshold",
     "get_thresholds",
     "grid_candidates",
     "grid_class_counts",
+    "heldout_count",
     "heldout_predictions",
     "history",
     "import_labels",
@@ -115,10 +146,12 @@ __all__ = [
     "queue_left",
     "queue_order",
     "queue_sql",
+    "recommend",
     "reference_facets",
     "release_claims",
     "reroute",
     "review_item",
+    "revoke",
     "route",
     "row_count",
     "save_thresholds",

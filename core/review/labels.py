@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from core.errors import ClaimConflict, InvalidValue, NotFound, StoreError
 from core.models import active_model
+from core.review.certification import auto_label_rule
 from core.store import now_iso, write_tx
 
 SPECIAL_LABELS = ("several", "unusable")
@@ -217,22 +218,26 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
 
 def sync_auto_labels(db: Database, model_id: int) -> dict[str, int]:
     """Bring auto-accepted labels in line with ``model_id``'s current routing: unlabelled
-    images in the ``auto`` queue get an auto label; auto labels whose image left the ``auto``
-    queue (or whose class changed) are revoked. Human and imported labels are never touched."""
+    images in the ``auto`` queue get an auto label where the model's certification allows it
+    (core/review/certification.py: none while it is provisional); auto labels whose image left
+    the ``auto`` queue (or whose class changed, or that certification no longer allows) are
+    revoked. Human and imported labels are never touched."""
     version = db.execute("SELECT version FROM models WHERE id = ?", [model_id]).fetchone()
     if version is None:
         raise NotFound(f"No model with id {model_id!r}")
     stamp = now_iso()
+    allowed, allowed_params = auto_label_rule(db, model_id)
     with write_tx(db, "updating auto-accepted labels"):
         # 1. revoke auto labels that no longer hold
         stale = db.execute(
-            """
+            f"""
             SELECT c.image_id, c.event_id FROM current_labels c
             LEFT JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ?
             WHERE c.source = 'auto'
-              AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label OR c.model_version != ?)
+              AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label OR c.model_version != ?
+                   OR NOT ({allowed}))
             """,
-            [model_id, version[0]],
+            [model_id, version[0], *allowed_params],
         ).fetchall()
         db.conn.executemany(
             "INSERT INTO label_events(image_id, label, action, source, reviewer, model_id, "
@@ -245,16 +250,16 @@ def sync_auto_labels(db: Database, model_id: int) -> dict[str, int]:
         # 2. add auto labels where there is no label at all
         before = db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
         db.execute(
-            """
+            f"""
             INSERT INTO label_events(image_id, label, action, source, reviewer, model_id,
                                      model_version, prob, created_at)
             SELECT p.image_id, p.pred, 'auto', 'auto', 'auto', p.model_id, ?, p.p1, ?
             FROM predictions p
-            WHERE p.model_id = ? AND p.queue = 'auto'
+            WHERE p.model_id = ? AND p.queue = 'auto' AND ({allowed})
               AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id)
             ORDER BY p.image_id
             """,
-            [version[0], stamp, model_id],
+            [version[0], stamp, model_id, *allowed_params],
         )
         added = db.execute(
             """

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from core.config import DEFAULT_MODEL
+from core.models import Classifier, extractor_path, read_card, write_card
 from core.progress import Progress
 from core.synth import CLASSES, SYNTH_VERSION, mix_pairs, read_ground_truth, write_dataset
 from core.training.cnn import TrainResult, train
-from core.models import Classifier, extractor_path, read_card, write_card
 from core.training.data import THREADS, Item, _synthetic_items, folder_items, load_inputs
 from core.training.onnx_export import export_features, export_onnx, fit_model_familiarity
 
