@@ -37,13 +37,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.config import DEFAULT_MODEL  # noqa: E402
-from core.files import IMAGE_SUFFIXES  # noqa: E402
-from core.images import read_image  # noqa: E402
-from core.models import Classifier, auroc, fit_familiarity  # noqa: E402
-from core.synth import CLASSES  # noqa: E402
-from core.training.data import _synthetic_items, load_inputs  # noqa: E402
-from core.training.texture import texture_features  # noqa: E402
+from core.config import DEFAULT_MODEL
+from core.files import IMAGE_SUFFIXES
+from core.models import Classifier, auroc, fit_familiarity
+from core.synth import CLASSES
+from core.training.data import _synthetic_items, load_inputs
+from core.training.texture import texture_features
 
 SHARED = ROOT.parent / "shared"
 FIXTURES = SHARED / "fixtures" / "sem-tiff"
@@ -55,7 +54,7 @@ def real_files(folder: Path) -> list[Path]:
 
 
 def prepared(paths: list[Path]) -> np.ndarray:
-    x, kept, skipped = load_inputs([(str(p), "?") for p in paths])
+    x, _, skipped = load_inputs([(str(p), "?") for p in paths])
     for s in skipped:
         print("  skipped:", s)
     return x
@@ -96,7 +95,7 @@ def main() -> None:
         energy = -(m[:, 0] + np.log(np.exp(logits - m).sum(axis=1)))
         return 1.0 - clf.run(x).max(axis=1), energy
 
-    z = lambda f: np.clip((f - fam.mean) / fam.scale, -50, 50)  # noqa: E731
+    z = lambda f: np.clip((f - fam.mean) / fam.scale, -50, 50)
     scores: dict[str, dict[str, np.ndarray]] = {"synthetic": {}, **{k: {} for k in xs}}
     for name, f, x in [("synthetic", fva, xva), *[(k, fx[k], xs[k]) for k in xs]]:
         scores[name]["texture-mahalanobis"] = fam.score(f)
@@ -124,7 +123,8 @@ def main() -> None:
         f_c = fit_familiarity(ftr[ytr != c])
         pos, neg = fva[yva == c], fva[yva != c]
         per["texture-mahalanobis"].append(auroc(f_c.score(pos), f_c.score(neg)))
-        zc = lambda f: np.clip((f - f_c.mean) / f_c.scale, -50, 50)  # noqa: E731
+        def zc(f: np.ndarray, fc=f_c) -> np.ndarray:
+            return np.clip((f - fc.mean) / fc.scale, -50, 50)
         per["texture-knn"].append(auroc(knn_score(zc(ftr[ytr != c]), zc(pos)),
                                         knn_score(zc(ftr[ytr != c]), zc(neg))))
         line.append(f"{c} {per['texture-mahalanobis'][-1]:.2f}")

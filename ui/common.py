@@ -25,7 +25,7 @@ DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrin
 QUEUE_LABELS = {
     "uncertain": "Uncertain",
     "mixed": "Mixed",
-    "auto": "Spot-check (auto)",
+    "auto": "Confident",
     "all": "All unreviewed",
 }
 

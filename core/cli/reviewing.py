@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -76,28 +77,79 @@ def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer
 
 @click.command()
 @db_option
-@click.option("--accept", type=float, default=None, help="Auto-accept when top-1 p ≥ this.")
+@click.option("--accept", type=float, default=None,
+              help="Confident when top-1 p ≥ this (auto labels only once certified, or with --force).")
 @click.option("--mixed-margin", type=float, default=None, help="Mixed when top1−top2 < this …")
 @click.option("--mixed-mass", type=float, default=None, help="… and top1+top2 ≥ this.")
 @click.option("--cooccur", type=float, default=None, help="Mixed when the second class has p ≥ this.")
 @click.option("--class", "cls", default="*", show_default=True, help="Per-class override (top-1 class).")
+@click.option("--recommend", is_flag=True,
+              help="Recommend accept thresholds from this lab's held-out human labels (what the "
+                   "Models page does); with --apply, certify them.")
+@click.option("--target-error", type=float, default=models.DEFAULT_TARGET, show_default=True,
+              help="Largest error of auto-accepted labels to certify, as a fraction (0.02 = 2 %).")
+@click.option("--global-only", is_flag=True, help="With --recommend: no per-class thresholds.")
+@click.option("--apply", is_flag=True, help="With --recommend: certify, store and re-route.")
+@click.option("--force", is_flag=True,
+              help="With --accept: let the model auto-accept at that threshold WITHOUT "
+                   "certification (an override, recorded with --note).")
+@click.option("--revoke", is_flag=True, help="Take back the certification / override of --class.")
+@click.option("--note", default=None, help="Why (recorded with --force / --revoke).")
 @json_option
 @friendly
 def thresholds(db_path: Path, accept: float | None, mixed_margin: float | None, mixed_mass: float | None,
-               cooccur: float | None, cls: str, as_json: bool) -> None:
-    """Show routing thresholds, or change them (then every prediction is re-routed)."""
+               cooccur: float | None, cls: str, recommend: bool, target_error: float,
+               global_only: bool, apply: bool, force: bool, revoke: bool, note: str | None,
+               as_json: bool) -> None:
+    """Show routing thresholds and whether the active model may auto-accept, change them (then
+    every prediction is re-routed), recommend / certify them from held-out human labels, or
+    force one (an override, recorded)."""
     db = open_db(db_path)
+    active = models.active_model(db)
+    if (recommend or force or revoke) and active is None:
+        raise click.ClickException("No active model: register one with `semtriage model add PATH`")
+    if apply and not recommend:
+        raise click.UsageError("--apply goes with --recommend")
+    if force and accept is None:
+        raise click.UsageError("--force needs --accept P")
+    if recommend:
+        rep = review.certify(db, active["id"], target=target_error, per_class=not global_only,
+                             apply=apply)
+        recs = rep.recommendations
+        lines = [(f"{rep.held_out} held-out human labels (the model did not train on them); "
+                  f"target ≤ {target_error:.1%} error at 95 % confidence.")]
+        lines += [f"{c:<12} {'-' if r.threshold is None else f'{r.threshold:.3f}':>6}  {r.reason}"
+                  for c, r in recs.items()]
+        lines += ["", rep.certification.summary()]
+        if rep.queues:
+            lines.append(f"Queues now: {rep.queues}")
+        elif not apply:
+            lines.append("Nothing changed: add --apply to certify.")
+        emit(as_json, rep.to_json(), "\n".join(lines))
+        return
+    if revoke:
+        cert = review.revoke(db, cls, active["id"], note=note)
+        emit(as_json, cert.to_json(), cert.summary())
+        return
     ts = review.get_thresholds(db)
     changes = {k: v for k, v in {"accept": accept, "mixed_margin": mixed_margin,
                                        "mixed_mass": mixed_mass, "cooccur": cooccur}.items() if v is not None}
     counts = None
+    if force:
+        assert accept is not None and active is not None
+        review.force_threshold(db, accept, cls, active["id"], note=note)
+        changes.pop("accept")
     if changes:
         review.set_thresholds(db, replace(review.for_class(ts, cls), **changes), cls)
+    if changes or force:
         ts = review.get_thresholds(db)
-        if (m := models.active_model(db)) is not None:
-            counts = review.reroute(db, m["id"])
-    data = {c: asdict(t) for c, t in ts.items()}
-    emit(as_json, {"thresholds": data, "queues": counts}, lambda: "\n".join(
+        if active is not None:
+            counts = review.reroute(db, active["id"])
+    data: dict[str, Any] = {c: asdict(t) for c, t in ts.items()}
+    cert = review.certification(db, active["id"]) if active is not None else None
+    emit(as_json, {"thresholds": data, "queues": counts,
+                   "certification": cert.to_json() if cert else None}, lambda: "\n".join(
         f"{c:<12} accept {t['accept']:.2f}  mixed margin {t['mixed_margin']:.2f}  "
         f"mixed mass {t['mixed_mass']:.2f}  co-occurrence {t['cooccur']:.2f}" for c, t in data.items())
-        + (f"\nQueues now: {counts}" if counts else ""))
+        + (f"\nQueues now: {counts}" if counts else "")
+        + (f"\n{cert.summary()}" if cert else ""))

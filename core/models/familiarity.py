@@ -49,10 +49,10 @@ from core.models.session import OnnxSession
 
 FEATURES = "texture-v1"
 EXTRACTOR_FILE = "texture-features.onnx"
-QUANTILE = 0.95
+FAMILIARITY_QUANTILE = 0.95
 PIXEL_SIZE_SLACK = 2.0  # pixel sizes within a factor 2 of the trained range count as familiar
-Z_CLIP = 50.0  # standardised features are clipped: one broken feature cannot dominate
-MIN_IMAGES = 20  # fewer training images than this: no familiarity statistics
+_Z_CLIP = 50.0  # standardised features are clipped: one broken feature cannot dominate
+FAMILIARITY_MIN_IMAGES = 20  # fewer training images than this: no familiarity statistics
 
 
 def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -78,7 +78,7 @@ class Familiarity:
     scale: np.ndarray  # (d,) raw feature standard deviations
     whiten: np.ndarray  # (d, d): distance = || clip((f − mean) / scale) @ whiten ||
     limit: float  # distance at the ``quantile`` of held-out training-like images
-    quantile: float = QUANTILE
+    quantile: float = FAMILIARITY_QUANTILE
     n: int = 0
     features: str = FEATURES
     extractor_sha256: str = ""
@@ -98,8 +98,8 @@ class Familiarity:
         f = np.asarray(feats, np.float64)
         if f.ndim != 2 or f.shape[1] != len(self.mean):
             raise ModelError(f"Familiarity expects (N, {len(self.mean)}) features, got {f.shape}")
-        z = np.clip((f - self.mean) / self.scale, -Z_CLIP, Z_CLIP)
-        z = np.nan_to_num(z, nan=Z_CLIP, posinf=Z_CLIP, neginf=-Z_CLIP)
+        z = np.clip((f - self.mean) / self.scale, -_Z_CLIP, _Z_CLIP)
+        z = np.nan_to_num(z, nan=_Z_CLIP, posinf=_Z_CLIP, neginf=-_Z_CLIP)
         return np.sqrt(((z @ self.whiten) ** 2).sum(axis=1))
 
     def score(self, feats: np.ndarray, logits: np.ndarray | None = None) -> np.ndarray:
@@ -159,7 +159,7 @@ class Familiarity:
             limit = float(d["limit"])
             px = d.get("pixel_size_m")
             fam = cls(mean=mean, scale=scale, whiten=whiten, limit=limit,
-                      quantile=float(d.get("quantile", QUANTILE)), n=int(d.get("n", 0)),
+                      quantile=float(d.get("quantile", FAMILIARITY_QUANTILE)), n=int(d.get("n", 0)),
                       features=str(d.get("features", FEATURES)),
                       extractor_sha256=str(d.get("extractor_sha256", "")),
                       pixel_size_m=(float(px[0]), float(px[1])) if px else None,
@@ -216,7 +216,7 @@ def _fit_stats(f: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float
     mean = f.mean(axis=0)
     scale = f.std(axis=0)
     scale = np.where(scale > 1e-9, scale, 1.0)
-    z = np.clip((f - mean) / scale, -Z_CLIP, Z_CLIP)
+    z = np.clip((f - mean) / scale, -_Z_CLIP, _Z_CLIP)
     cov, shrink = ledoit_wolf(z)
     w, v = np.linalg.eigh(cov)
     w = np.maximum(w, 1e-6 * max(float(w.max()), 1e-12))
@@ -227,7 +227,7 @@ def fit_familiarity(
     feats: np.ndarray,
     *,
     holdout: np.ndarray | None = None,
-    quantile: float = QUANTILE,
+    quantile: float = FAMILIARITY_QUANTILE,
     pixel_sizes: Sequence[float | None] | None = None,
     instruments: Sequence[str | None] | None = None,
     extractor_sha256: str = "",
@@ -241,8 +241,8 @@ def fit_familiarity(
     distance to statistics fitted on it is too small). ``pixel_sizes`` / ``instruments`` of the
     training images set the familiar range when every image has one (else unknown)."""
     f = np.asarray(feats, np.float64)
-    if f.ndim != 2 or len(f) < MIN_IMAGES:
-        raise ValueError(f"familiarity needs ≥ {MIN_IMAGES} training images' features (N, d), "
+    if f.ndim != 2 or len(f) < FAMILIARITY_MIN_IMAGES:
+        raise ValueError(f"familiarity needs ≥ {FAMILIARITY_MIN_IMAGES} training images' features (N, d), "
                          f"got {f.shape}")
     if not np.isfinite(f).all():
         raise ValueError("training features hold NaN or infinite values")

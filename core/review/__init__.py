@@ -3,7 +3,6 @@ label history, claims, the review queues and their orders, the reference-set sea
 overview numbers and the held-out human labels that certify a model.
 """
 
-from core.review import schema as _schema  # noqa: F401  (the package's migration set)
 from core.review.certification import (
     CERTIFIED,
     FORCED,
@@ -12,7 +11,10 @@ from core.review.certification import (
     Certification,
     auto_label_rule,
     certification,
+    guard_counts,
     heldout_count,
+    latest_records,
+    model_names,
 )
 from core.review.certify import (
     CertifyReport,
@@ -69,6 +71,7 @@ from core.review.routing import (
     set_thresholds,
     top2,
 )
+from core.review.schema import m001_familiarity_and_certification, review_migrations
 from core.review.stats import (
     DECISION_ACTIONS,
     HIST_BINS,
@@ -132,12 +135,16 @@ __all__ = [
     "get_thresholds",
     "grid_candidates",
     "grid_class_counts",
+    "guard_counts",
     "heldout_count",
     "heldout_predictions",
     "history",
     "import_labels",
     "label_version",
     "labels_per_hour",
+    "latest_records",
+    "m001_familiarity_and_certification",
+    "model_names",
     "next_images",
     "overview",
     "per_class",
@@ -151,6 +158,7 @@ __all__ = [
     "release_claims",
     "reroute",
     "review_item",
+    "review_migrations",
     "revoke",
     "route",
     "row_count",

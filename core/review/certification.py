@@ -41,8 +41,8 @@ PROVISIONAL = "provisional"
 CERTIFIED = "certified"
 FORCED = "forced"
 PARTLY = "partly certified"
-ALLOWING = ("certified", "forced")
-NEVER = 2.0  # an accept threshold no probability reaches
+_ALLOWING = ("certified", "forced")
+_NEVER = 2.0  # an accept threshold no probability reaches
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Certification:
     def accept_for(self, cls: str) -> float | None:
         """The threshold at which ``cls`` predictions become auto labels (None: never)."""
         row = self.scopes.get(cls) or self.scopes.get(GLOBAL)
-        if row is None or row["state"] not in ALLOWING:
+        if row is None or row["state"] not in _ALLOWING:
             return None
         return float(row["accept"])
 
@@ -142,12 +142,12 @@ def certification(db: Database, model_id: int | None = None, *, target: float = 
     ``count_labels``: also count its held-out human labels (``n_labels``)."""
     model_id, version, names = model_names(db, model_id)
     scopes = latest_records(db, model_id)
-    allowing = [s for s, r in scopes.items() if r["state"] in ALLOWING]
+    allowing = [s for s, r in scopes.items() if r["state"] in _ALLOWING]
     if not allowing:
         state = PROVISIONAL
     elif any(scopes[s]["state"] == FORCED for s in allowing):
         state = FORCED
-    elif GLOBAL in allowing and all(scopes.get(c, scopes[GLOBAL])["state"] in ALLOWING for c in names):
+    elif GLOBAL in allowing and all(scopes.get(c, scopes[GLOBAL])["state"] in _ALLOWING for c in names):
         state = CERTIFIED
     else:
         state = PARTLY
@@ -190,5 +190,21 @@ def auto_label_rule(db: Database, model_id: int, alias: str = "p") -> tuple[str,
            + " ELSE ? END")
     params: list[Any] = []
     for s, a in overrides:
-        params += [s, NEVER if a is None else a]
-    return sql, params + [NEVER if g is None else g]
+        params += [s, _NEVER if a is None else a]
+    return sql, params + [_NEVER if g is None else g]
+
+
+def guard_counts(db: Database, model_id: int | None = None) -> dict[str, int]:
+    """What the guard holds back for ``model_id`` (default: the active model), among images no
+    person has labelled: ``unfamiliar`` (flagged, routed to uncertain), ``confident_unverified``
+    (in the auto queue without an auto label: not certified) and ``auto_labelled``."""
+    model_id, _, _ = model_names(db, model_id)
+    unf, conf, auto = db.execute(
+        "SELECT COALESCE(SUM(p.unfamiliar IS NOT NULL), 0), "
+        "COALESCE(SUM(p.queue = 'auto' AND c.image_id IS NULL), 0), "
+        "COALESCE(SUM(p.queue = 'auto' AND c.source = 'auto'), 0) "
+        "FROM predictions p LEFT JOIN current_labels c ON c.image_id = p.image_id "
+        "WHERE p.model_id = ? AND p.done = 0",
+        [model_id],
+    ).fetchone()
+    return {"unfamiliar": int(unf), "confident_unverified": int(conf), "auto_labelled": int(auto)}

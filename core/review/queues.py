@@ -237,6 +237,9 @@ def review_item(db: Database, image_id: int, model_id: int | None = None) -> dic
     if r["pred"] is not None:
         r["reason"] = current_reason(get_thresholds(db), r["pred"], r["p1"], r["second"], r["p2"],
                                      r["unfamiliar"])
+        if r["queue"] == "auto" and r["current_source"] is None:  # no auto label was written
+            r["reason"] += (" — confident, unverified: auto-accept is not certified for this "
+                            "model on this lab's labels")
     probs = json.loads(r["probs"]) if r["probs"] else []
     r["probs"] = dict(sorted(zip(names, probs), key=lambda kv: -kv[1]))
     return r

@@ -10,8 +10,9 @@ import streamlit as st
 import ui
 from core.config import DEFAULT_MODEL
 from core.errors import SemTriageError
-from core.review import GLOBAL, get_thresholds
+from core.review import GLOBAL, get_thresholds, label_version
 from core.workflows import build_demo
+from ui import certification
 
 K = ui.K
 db, key = ui.db(), ui.db_key()
@@ -48,11 +49,12 @@ if ov["model_id"] is None:
     ui.no_model_hint()
     st.stop()
 
+certification.banner(db, key, ov["model_id"], label_version(db))
 st.subheader("Review queues")
 blurbs = {
-    "uncertain": "The model is unsure: below the accept threshold.",
+    "uncertain": "The model is unsure (below the accept threshold), or the image is unlike anything it was trained on.",
     "mixed": "Two classes compete, or both seem present.",
-    "auto": "Auto-accepted: spot-check a sample.",
+    "auto": "Confident: auto-accepted once certified (spot-check a sample); until then unverified — confirm them on Grid confirm.",
 }
 for col, (q, blurb) in zip(st.columns(3), blurbs.items()):
     with col.container(border=True):

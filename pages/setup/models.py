@@ -15,7 +15,7 @@ import ui
 from core import intake, models, review
 from core.errors import SemTriageError
 from core.files import safe_name
-from ui import retrain
+from ui import certification, retrain
 
 K, ss = ui.K, st.session_state
 st.title(":material/tune: Models & thresholds")
@@ -102,6 +102,7 @@ with tab_thr:
     if active is None:
         ui.no_model_hint()
     else:
+        certification.banner(db, key, active["id"], review.label_version(db))
         g = review.get_thresholds(db)[review.GLOBAL]
         saved = review.get_thresholds(db)
         c = st.columns(4)
