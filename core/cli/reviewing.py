@@ -113,6 +113,7 @@ def thresholds(db_path: Path, accept: float | None, mixed_margin: float | None, 
     if force and accept is None:
         raise click.UsageError("--force needs --accept P")
     if recommend:
+        assert active is not None
         rep = review.certify(db, active["id"], target=target_error, per_class=not global_only,
                              apply=apply)
         recs = rep.recommendations
@@ -128,8 +129,9 @@ def thresholds(db_path: Path, accept: float | None, mixed_margin: float | None, 
         emit(as_json, rep.to_json(), "\n".join(lines))
         return
     if revoke:
-        cert = review.revoke(db, cls, active["id"], note=note)
-        emit(as_json, cert.to_json(), cert.summary())
+        assert active is not None
+        revoked = review.revoke(db, cls, active["id"], note=note)
+        emit(as_json, revoked.to_json(), revoked.summary())
         return
     ts = review.get_thresholds(db)
     changes = {k: v for k, v in {"accept": accept, "mixed_margin": mixed_margin,

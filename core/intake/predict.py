@@ -126,7 +126,7 @@ def predict_files(
 
 def _prediction_rows(
     db: Database, names: Sequence[str], model_id: int, items: Sequence[tuple[int, str]],
-    probs: np.ndarray, ood: Sequence[float | None] | None, unfamiliar: Sequence[str | None] | None,
+    probs: np.ndarray, ood: Sequence[float | None] | np.ndarray | None, unfamiliar: Sequence[str | None] | None,
 ) -> list[tuple[Any, ...]]:
     ts = get_thresholds(db)
     ent = entropy(probs)

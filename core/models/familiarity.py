@@ -277,7 +277,8 @@ def fit_familiarity(
 # ---------------------------------------------------------------- the feature extractor
 
 
-EXTRACTOR_INPUT = {"input_size": (128, 128), "channels": 1, "mean": [0.5], "std": [0.25]}
+EXTRACTOR_INPUT: dict[str, Any] = {"input_size": (128, 128), "channels": 1, "mean": [0.5],
+                                   "std": [0.25]}
 """What the extractor takes: the same prepared input as every model we train
 (core.training.INPUT_SIZE, MEAN, STD), so a classifier's batch feeds it as it is."""
 

@@ -131,7 +131,8 @@ class _Features(torch.nn.Module):
         super().__init__()
         from core.training.texture import TextureNet  # torch module, loaded with this one
 
-        self.net = TextureNet(2, EXTRACTOR_INPUT["input_size"])
+        h, w = EXTRACTOR_INPUT["input_size"]
+        self.net = TextureNet(2, (int(h), int(w)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net.features(x)
@@ -144,7 +145,7 @@ def export_features(out_path: str | Path | None = None, opset: int = 17) -> Path
     version: cards record the one their statistics were fitted with)."""
     out = Path(out_path or extractor_path())
     model = _Features().eval()
-    h, w = EXTRACTOR_INPUT["input_size"]
+    h, w = (int(v) for v in EXTRACTOR_INPUT["input_size"])
     example = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (4, 1, h, w)).astype(np.float32))
     tmp = out.with_name(out.name + ".tmp")
     with warnings.catch_warnings():
