@@ -7,7 +7,9 @@ from core.review.claims import claim, release_claims
 from core.review.heldout import HeldOut, heldout_predictions
 from core.review.labels import (
     HUMAN_ACTIONS,
+    INDEPENDENT_SQL,
     SPECIAL_LABELS,
+    clean_classes,
     clean_label,
     clean_reviewer,
     current_label,
@@ -16,6 +18,7 @@ from core.review.labels import (
     history,
     import_labels,
     label_version,
+    several_labels,
     sync_auto_labels,
     undo_last,
 )
@@ -34,6 +37,7 @@ from core.review.queues import (
 )
 from core.review.reference import REFERENCE_PAGE, RefFilter, reference_facets, search_reference
 from core.review.routing import (
+    BLIND_QUEUE,
     GLOBAL,
     NO_SIGNAL,
     QUEUES,
@@ -69,11 +73,13 @@ from core.review.stats import (
 )
 
 __all__ = [
+    "BLIND_QUEUE",
     "DECISION_ACTIONS",
     "DEFAULT_ORDER",
     "GLOBAL",
     "HIST_BINS",
     "HUMAN_ACTIONS",
+    "INDEPENDENT_SQL",
     "NO_SIGNAL",
     "ORDERS",
     "ORDER_NAMES",
@@ -87,6 +93,7 @@ __all__ = [
     "Thresholds",
     "auto_error_estimate",
     "claim",
+    "clean_classes",
     "clean_label",
     "clean_reviewer",
     "clear_class_thresholds",
@@ -125,6 +132,7 @@ __all__ = [
     "search_reference",
     "set_queue_order",
     "set_thresholds",
+    "several_labels",
     "still_open",
     "sync_auto_labels",
     "thumbnail",
