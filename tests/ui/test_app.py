@@ -4,6 +4,8 @@ as they should. Widgets are driven by their keys."""
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pytest
@@ -124,12 +126,38 @@ def test_class_button_relabels(app_db):
     assert (cur["label"], cur["action"], cur["source"]) == (CLASSES[other], "relabel", "human")
 
 
-@pytest.mark.parametrize("button,label", [("rv_several", "several"), ("rv_unusable", "unusable")])
-def test_special_labels(app_db, button, label):
+def test_unusable(app_db):
     at = review()
     iid = at.session_state["review_current"]
-    at.button(key=f"{button}_{iid}").click().run()
-    assert current_label(open_db(app_db), iid)["label"] == label
+    at.button(key=f"rv_unusable_{iid}").click().run()
+    assert current_label(open_db(app_db), iid)["label"] == "unusable"
+
+
+def test_several_records_the_classes_chosen(app_db):
+    """M, then the class keys toggle the classes present, Enter saves them with the label."""
+    at = review()
+    iid = at.session_state["review_current"]
+    at.button(key=f"rv_several_{iid}").click().run()
+    assert current_label(open_db(app_db), iid) is None, "nothing saved until the classes are chosen"
+    at.button(key=f"rv_sv_save_{iid}").click().run()  # fewer than two: refused, still choosing
+    assert current_label(open_db(app_db), iid) is None
+    for i in (0, 2, 1):
+        at.button(key=f"rv_sv{i}_{iid}").click().run()
+    at.button(key=f"rv_sv1_{iid}").click().run()  # toggled off again
+    at.button(key=f"rv_sv_save_{iid}").click().run()
+    cur = current_label(open_db(app_db), iid)
+    assert cur["label"] == "several" and json.loads(cur["classes"]) == [CLASSES[0], CLASSES[2]]
+    assert at.session_state["review_current"] != iid, "the next image is on screen"
+
+
+def test_several_can_be_cancelled(app_db):
+    at = review()
+    iid = at.session_state["review_current"]
+    at.button(key=f"rv_several_{iid}").click().run()
+    at.button(key=f"rv_sv0_{iid}").click().run()
+    at.button(key=f"rv_sv_cancel_{iid}").click().run()
+    assert current_label(open_db(app_db), iid) is None
+    assert at.button(key=f"rv_accept_{iid}"), "back to the normal keys on the same image"
 
 
 def test_undo_removes_the_label_and_shows_the_image_again(app_db):
