@@ -179,5 +179,5 @@ def order_for_everyone() -> None:
     except SemTriageError as e:
         ss[K.review_msg] = ("error", str(e))
         return
-    ss[K.review_msg] = ("info", f"{review.ORDER_NAMES[ss[K.review_order]].capitalize()} is now the "
-                                "default order of this queue for everyone without their own.")
+    name = review.ORDER_NAMES[ss[K.review_order]].capitalize()
+    ss[K.review_msg] = ("info", f"{name} is now the default order of this queue for everyone without their own.")

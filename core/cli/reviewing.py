@@ -38,7 +38,7 @@ def queue(db_path: Path, name: str, limit: int, order: str | None, save_order: b
     # without a reviewer, peek with a throw-away name and a zero-length claim
     items = review.next_images(db, name, reviewer or "peek", n=limit, order=order,
                         claim_seconds=300 if reviewer else 0)
-    keys = ("image_id", "path", "pred", "p1", "margin", "queue", "reason")
+    keys: tuple[str, ...] = ("image_id", "path", "pred", "p1", "margin", "queue", "reason")
     if name == review.BLIND_QUEUE:  # the model's answer stays hidden until the reviewer decides
         keys = ("image_id", "path")
     rows = [{k: it[k] for k in keys} for it in items]

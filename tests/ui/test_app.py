@@ -5,7 +5,6 @@ as they should. Widgets are driven by their keys."""
 from __future__ import annotations
 
 import json
-
 from pathlib import Path
 
 import pytest
