@@ -278,6 +278,24 @@ def grid_class_counts(db: Database, model_id: int, *, include_auto: bool = False
     )
 
 
+def grid_claimed_by_others(
+    db: Database, model_id: int, reviewer: str, *, include_auto: bool = False, now: float | None = None
+) -> dict[str, int]:
+    """Per predicted class, the unreviewed images another reviewer has on screen now (unexpired
+    claims): what Grid confirm cannot offer ``reviewer`` at the moment. The claims table holds
+    a few images per reviewer, so this is cheap to ask on every page run."""
+    now = time.time() if now is None else now
+    queues = "" if include_auto else "AND p.queue != 'auto'"
+    return dict(
+        db.execute(
+            "SELECT p.pred, COUNT(*) FROM claims c JOIN predictions p ON p.image_id = c.image_id "
+            f"AND p.model_id = ? WHERE c.reviewer != ? AND c.expires_at > ? AND p.done = 0 {queues} "
+            "GROUP BY p.pred",
+            [model_id, reviewer, now],
+        ).fetchall()
+    )
+
+
 def thumbnail(db: Database, image_id: int) -> bytes | None:
     row = db.execute("SELECT thumb FROM images WHERE id = ?", [image_id]).fetchone()
     return row[0] if row else None

@@ -178,3 +178,25 @@ def test_reload_keeps_the_queue_and_blind_check_hides_the_answer(browser, tmp_pa
         assert last[1] == CLASSES[0] and last[4] == "blind"
     finally:
         stop_server(proc)
+
+
+def test_grid_enter_confirms_after_ticking_a_thumbnail(browser, tmp_path):
+    db_path = build_app_db(tmp_path)
+    proc, url = serve(db_path, tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(url)
+        page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
+        settle(page)
+        page.goto(f"{url}/grid?reviewer=alice")
+        page.wait_for_selector('[data-testid="stMain"] [data-testid="stCheckbox"]', timeout=30_000)
+        settle(page)
+        assert open_db(db_path).execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
+        page.locator('[data-testid="stMain"] [data-testid="stCheckbox"]').first.click()
+        settle(page)
+        page.keyboard.press("Enter")
+        page.get_by_text("left to other reviewers").wait_for(timeout=30_000)
+        got = labels(db_path)
+        assert len(got) >= 2 and {r[2] for r in got} >= {"accept"}
+    finally:
+        stop_server(proc)
