@@ -77,8 +77,8 @@ def switch_page(path: str, **params: str) -> None:
 
 def no_model_hint() -> None:
     st.info(
-        "No model is active yet. Register one on **Models & thresholds** "
-        "(or run `semtriage demo` for the built-in demo).",
+        "No model is active yet. On **Models & thresholds**, use the shipped default model "
+        "or register your own (or run `semtriage demo` for the built-in demo).",
         icon=":material/model_training:",
     )
     st.page_link(MODELS_PAGE, label="Models & thresholds", icon=":material/tune:")

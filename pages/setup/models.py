@@ -13,6 +13,7 @@ import streamlit as st
 
 import ui
 from core import intake, models, review
+from core.config import DEFAULT_MODEL
 from core.errors import SemTriageError
 from core.files import safe_name
 from ui import retrain
@@ -61,7 +62,10 @@ tab_models, tab_retrain, tab_thr, tab_add = st.tabs(["Model versions", "Retrain"
                                                      "Add a model"])
 with tab_models:
     if not ms:
-        st.info("No model registered yet — add one on the **Add a model** tab.", icon=":material/info:")
+        st.info("No model registered yet — use the shipped default model (trained on synthetic "
+                "micrographs, with its card) or add your own on the **Add a model** tab.",
+                icon=":material/info:")
+        retrain.use_default_button(db, "mdl_use_default", admin, busy)
     for m in reversed(ms):
         with st.expander(f"{m['version']}" + ("  · active" if m["active"] else ""), expanded=m["active"],
                          icon=":material/check_circle:" if m["active"] else ":material/deployed_code:"):
@@ -153,6 +157,8 @@ with tab_retrain:
     retrain.retrain_tab(db, active, admin, busy)
 
 with tab_add:
+    if not any(Path(m["path"]).resolve() == DEFAULT_MODEL.resolve() for m in ms):
+        retrain.use_default_button(db, "mdl_use_default_add", admin, busy)
     up = st.file_uploader("ONNX model", type=["onnx"], key="mdl_file")
     names = st.text_area("Class names, one per line (only if the model's metadata has none)",
                          key="mdl_classes", height=120)
