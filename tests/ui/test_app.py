@@ -331,6 +331,11 @@ def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 23
     assert "3 added" in texts(at) and "1 failed" in texts(at)
     assert any("broken.png" in str(v) for v in at.dataframe[0].value["file"])
+    new = db.execute("SELECT p.queue, COUNT(*) FROM predictions p JOIN files f ON f.image_id = p.image_id "
+                     "WHERE f.path LIKE ? GROUP BY p.queue", [f"{folder}%"]).fetchall()
+    shown = {m.label: m.value for m in at.metric}
+    assert sum(int(v) for v in shown.values() if str(v).isdigit()) == 3 == sum(n for _, n in new)
+    assert shown["Auto-labelled by the model"] == str(dict(new).get("auto", 0))
 
 
 def test_ingest_refuses_a_folder_outside_the_roots(app_db):
