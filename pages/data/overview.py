@@ -41,7 +41,8 @@ if ov["images"] == 0:
 c = st.columns(5)
 c[0].metric("Images", f"{ov['images']:,}", border=True)
 c[1].metric("Predicted", f"{ov['predicted']:,}", border=True, help="by the active model")
-c[2].metric("Labelled by people", f"{ov['human']:,}", border=True)
+c[2].metric("Labelled by reviewers", f"{ov['human']:,}", border=True,
+            help="decided in this app; imported labels are counted apart — the charts below use both")
 c[3].metric("Imported labels", f"{ov['imported']:,}", border=True)
 c[4].metric("Auto-accepted", f"{ov['auto']:,}", border=True, help="not yet confirmed by a person")
 if ov["ingest_errors"]:
@@ -91,9 +92,10 @@ with right:
     if not per.empty:
         long = per.melt(id_vars="class", value_vars=["predicted", "human"],
                         var_name="source", value_name="images")
-        long["source"] = long["source"].map({"predicted": "predicted by model", "human": "labelled by people"})
+        long["source"] = long["source"].map({"predicted": "predicted by model",
+                                             "human": "labelled (reviewers + imported)"})
         fig = px.bar(long, x="class", y="images", color="source", barmode="group",
-                     title="Classes: predicted vs labelled by people")
+                     title="Classes: predicted vs labelled (reviewers + imported)")
         fig.update_layout(legend_title=None, **tall)
         st.plotly_chart(fig, key="ov_classes")
 
@@ -103,8 +105,8 @@ with left:
     if cm["total"]:
         fig = px.imshow(cm["matrix"], x=cm["cols"], y=cm["rows"], text_auto=True,
                         color_continuous_scale="Blues", aspect="auto",
-                        labels={"x": "model predicts", "y": "people say", "color": "images"})
-        fig.update_layout(title=f"People vs model — agree on {cm['agree'] / cm['total']:.0%} "
+                        labels={"x": "model predicts", "y": "label (reviewers + imported)", "color": "images"})
+        fig.update_layout(title=f"Labels vs model — agree on {cm['agree'] / cm['total']:.0%} "
                                 f"of {cm['total']:,}", **tall)
         st.plotly_chart(fig, key="ov_confusion")
     else:
@@ -124,6 +126,6 @@ st.dataframe(
     per, hide_index=True, key="ov_per_class",
     column_config={
         "class": "Class", "predicted": "Predicted", "to_review": "To review",
-        "auto": "Auto-accepted", "human": "Labelled by people",
+        "auto": "Auto-accepted", "human": "Labelled (reviewers + imported)",
     },
 )

@@ -348,9 +348,14 @@ def test_ingest_refuses_a_folder_outside_the_roots(app_db):
 
 def test_reference_search_filters_in_sql(app_db):
     at = start("pages/data/reference.py")
-    n_labels = open_db(app_db).execute("SELECT COUNT(*) FROM current_labels").fetchone()[0]
+    db = open_db(app_db)
+    n_labels = db.execute("SELECT COUNT(*) FROM current_labels").fetchone()[0]
+    n_people = db.execute("SELECT COUNT(*) FROM current_labels WHERE source != 'auto'").fetchone()[0]
     table = next(d for d in at.dataframe if str(d.key or "").startswith("ref_table"))
-    assert len(table.value) == n_labels > 4, "imported and auto-accepted labels"
+    assert len(table.value) == n_people < n_labels, "the reference set: no auto labels unless asked"
+    at.multiselect(key="ref_sources").set_value(["human", "import", "auto"]).run()
+    table = next(d for d in at.dataframe if str(d.key or "").startswith("ref_table"))
+    assert len(table.value) == n_labels, "auto-accepted labels on request"
     at.multiselect(key="ref_sources").set_value(["import"]).run()
     table = next(d for d in at.dataframe if str(d.key or "").startswith("ref_table"))
     assert len(table.value) == 4

@@ -200,3 +200,25 @@ def test_grid_enter_confirms_after_ticking_a_thumbnail(browser, tmp_path):
         assert len(got) >= 2 and {r[2] for r in got} >= {"accept"}
     finally:
         stop_server(proc)
+
+
+def test_the_app_asks_nothing_of_outside_hosts(browser, tmp_path):
+    """An offline lab gets the whole page, the favicon included: every request goes to the app."""
+    db_path = build_app_db(tmp_path)
+    proc, url = serve(db_path, tmp_path)
+    try:
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(r.url))
+        page.goto(url)
+        page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
+        settle(page)
+        page.goto(f"{url}/review?reviewer=alice")
+        page.wait_for_selector(MAIN_IMAGE, timeout=30_000)
+        settle(page)
+        icon = page.evaluate("() => [...document.querySelectorAll('link[rel~=icon]')].map(l => l.href)")
+        assert icon and all(h.startswith(url) for h in icon), icon
+        outside = [u for u in asked if not (u.startswith(url) or u.startswith("data:") or u.startswith("blob:"))]
+        assert not outside, outside
+    finally:
+        stop_server(proc)
