@@ -218,7 +218,7 @@ def test_the_app_asks_nothing_of_outside_hosts(browser, tmp_path):
         settle(page)
         icon = page.evaluate("() => [...document.querySelectorAll('link[rel~=icon]')].map(l => l.href)")
         assert icon and all(h.startswith(url) for h in icon), icon
-        outside = [u for u in asked if not (u.startswith(url) or u.startswith("data:") or u.startswith("blob:"))]
+        outside = [u for u in asked if not u.startswith((url, "data:", "blob:"))]
         assert not outside, outside
     finally:
         stop_server(proc)
