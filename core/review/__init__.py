@@ -28,7 +28,9 @@ from core.review.claims import claim, release_claims
 from core.review.heldout import HeldOut, heldout_predictions
 from core.review.labels import (
     HUMAN_ACTIONS,
+    INDEPENDENT_SQL,
     SPECIAL_LABELS,
+    clean_classes,
     clean_label,
     clean_reviewer,
     current_label,
@@ -37,6 +39,7 @@ from core.review.labels import (
     history,
     import_labels,
     label_version,
+    several_labels,
     sync_auto_labels,
     undo_last,
 )
@@ -55,6 +58,7 @@ from core.review.queues import (
 )
 from core.review.reference import REFERENCE_PAGE, RefFilter, reference_facets, search_reference
 from core.review.routing import (
+    BLIND_QUEUE,
     GLOBAL,
     NO_SIGNAL,
     QUEUES,
@@ -80,6 +84,7 @@ from core.review.stats import (
     confusion,
     decided_by,
     grid_candidates,
+    grid_claimed_by_others,
     grid_class_counts,
     labels_per_hour,
     overview,
@@ -91,6 +96,7 @@ from core.review.stats import (
 )
 
 __all__ = [
+    "BLIND_QUEUE",
     "CERTIFIED",
     "DECISION_ACTIONS",
     "DEFAULT_ORDER",
@@ -98,6 +104,7 @@ __all__ = [
     "GLOBAL",
     "HIST_BINS",
     "HUMAN_ACTIONS",
+    "INDEPENDENT_SQL",
     "NO_SIGNAL",
     "ORDERS",
     "ORDER_NAMES",
@@ -119,6 +126,7 @@ __all__ = [
     "certification_history",
     "certify",
     "claim",
+    "clean_classes",
     "clean_label",
     "clean_reviewer",
     "clear_class_thresholds",
@@ -134,6 +142,7 @@ __all__ = [
     "force_threshold",
     "get_thresholds",
     "grid_candidates",
+    "grid_claimed_by_others",
     "grid_class_counts",
     "guard_counts",
     "heldout_count",
@@ -166,6 +175,7 @@ __all__ = [
     "search_reference",
     "set_queue_order",
     "set_thresholds",
+    "several_labels",
     "still_open",
     "sync_auto_labels",
     "thumbnail",
