@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from core import models, review
+from core import agreement, models, review
 from core.cli.common import db_option, emit, friendly, json_option, open_db
 
 
@@ -34,8 +34,9 @@ def queue(db_path: Path, name: str, limit: int, order: str | None, save_order: b
     order = order or review.queue_order(db, name)
     counts = review.queue_counts(db)
     # without a reviewer, peek with a throw-away name and a zero-length claim
-    items = review.next_images(db, name, reviewer or "peek", n=limit, order=order,
-                        claim_seconds=300 if reviewer else 0)
+    # with a reviewer: overlap and gold probes mixed in, as in the app (core.agreement)
+    items = (agreement.next_images(db, name, reviewer, n=limit, order=order) if reviewer else
+             review.next_images(db, name, "peek", n=limit, order=order, claim_seconds=0))
     rows = [{k: it[k] for k in ("image_id", "path", "pred", "p1", "margin", "queue", "reason")}
             for it in items]
 
@@ -62,7 +63,7 @@ def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer
     undo the reviewer's last decision (IMAGE_ID is then ignored; pass 0)."""
     db = open_db(db_path)
     if action == "undo":
-        ev = review.undo_last(db, reviewer)
+        ev = agreement.undo_last(db, reviewer)
         if ev is None:
             raise click.ClickException(f"Nothing to undo for reviewer {reviewer!r}")
         cur = review.current_label(db, ev["image_id"])
@@ -70,7 +71,7 @@ def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer
               f"Undid {ev['action']} {ev['label'] or ''} on image {ev['image_id']}; now: "
               f"{cur['label'] if cur else 'unlabelled'}")
         return
-    ev = review.decide(db, image_id, action, reviewer=reviewer, label=label)
+    ev = agreement.decide(db, image_id, action, reviewer=reviewer, label=label)
     emit(as_json, ev, f"Image {image_id}: {action} {ev['label'] or ''} by {reviewer}")
 
 
