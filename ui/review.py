@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import review
+from core import agreement, review
 from core.errors import ClaimConflict, SemTriageError
 from ui.auth import reviewer
 from ui.cache import clear_after_label
@@ -32,7 +32,7 @@ def review_decide(iid: int, action: str, label: str | None = None) -> None:
         return  # a key press meant for an image that is no longer on screen
     back_mode = ss.get(K.review_back) is not None
     try:
-        review.decide(db(), iid, action, reviewer=reviewer(), label=label)
+        agreement.decide(db(), iid, action, reviewer=reviewer(), label=label)  # gold answers apart
     except ClaimConflict as e:  # someone took it meanwhile (possible for an undone image)
         ss.pop(K.review_pin, None)
         ss[K.review_msg] = ("error", str(e))
@@ -56,7 +56,7 @@ def review_undo() -> None:
     """Undo the reviewer's last decision and put that image back on screen."""
     ss = st.session_state
     try:
-        ev = review.undo_last(db(), reviewer())
+        ev = agreement.undo_last(db(), reviewer())
     except SemTriageError as e:
         ss[K.review_msg] = ("error", str(e))
         return
