@@ -43,11 +43,12 @@ from core.agreement.report import agreement_report, report_text
 from core.agreement.schema import m001_agreement, migrations
 from core.agreement.stats import (
     BOOTSTRAP,
+    LEVEL,
     Estimate,
     alpha_from_coincidence,
+    cohen_kappa,
     coincidence_matrix,
     coincidences,
-    cohen_kappa,
     confusion,
     kappa_from_confusion,
     krippendorff_alpha,
@@ -61,6 +62,7 @@ __all__ = [
     "DECISIONS_SQL",
     "DEFAULT_GOLD_RATE",
     "Estimate",
+    "LEVEL",
     "OverlapRule",
     "adjudicate",
     "adjudicated",
@@ -68,9 +70,9 @@ __all__ = [
     "agreement_report",
     "alpha_from_coincidence",
     "clear_overlap",
+    "cohen_kappa",
     "coincidence_matrix",
     "coincidences",
-    "cohen_kappa",
     "confusion",
     "decide",
     "disputes",
@@ -99,4 +101,5 @@ __all__ = [
     "sync_overlap",
     "undo_last",
     "unit_draw",
+    "unmark_gold",
 ]

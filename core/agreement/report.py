@@ -15,8 +15,8 @@ from core.agreement.gold import gold_images, gold_rate, gold_scores
 from core.agreement.overlap import overlap_status, ratings
 from core.agreement.stats import (
     BOOTSTRAP,
-    coincidence_matrix,
     cohen_kappa,
+    coincidence_matrix,
     confusion,
     krippendorff_alpha,
     percent_agreement,

@@ -28,7 +28,7 @@ def agreement_group(ctx: click.Context, db_path: Path, n_boot: int, as_json: boo
     emit(as_json, rep, lambda: agreement.report_text(rep))
 
 
-@agreement_group.command()
+@agreement_group.command("overlap")
 @db_option
 @click.option("--rate", type=float, default=None, help="Share of decided images shown to more reviewers (0.1 = 10 %).")
 @click.option("--reviewers", type=int, default=2, show_default=True, help="Reviewers per overlap image, the first included.")
@@ -37,7 +37,7 @@ def agreement_group(ctx: click.Context, db_path: Path, n_boot: int, as_json: boo
 @click.option("--clear", is_flag=True, help="Remove the rule of this scope.")
 @json_option
 @friendly
-def overlap(db_path: Path, rate: float | None, reviewers: int, queue: str | None, cls: str | None,
+def agreement_overlap(db_path: Path, rate: float | None, reviewers: int, queue: str | None, cls: str | None,
             clear: bool, as_json: bool) -> None:
     """Show the overlap rules, or set one (class before queue before every image)."""
     db = open_db(db_path)
@@ -52,7 +52,7 @@ def overlap(db_path: Path, rate: float | None, reviewers: int, queue: str | None
         + f"\n{status['chosen']} images chosen, {status['complete']} complete, {status['waiting']} waiting")
 
 
-@agreement_group.command()
+@agreement_group.command("gold")
 @click.argument("image_id", type=int, required=False)
 @db_option
 @click.option("--label", default=None, help="The known answer (default: the image's current human label).")
@@ -61,7 +61,7 @@ def overlap(db_path: Path, rate: float | None, reviewers: int, queue: str | None
 @click.option("--by", "marked_by", default="admin", show_default=True, help="Who marks it (recorded).")
 @json_option
 @friendly
-def gold(db_path: Path, image_id: int | None, label: str | None, remove: bool, rate: float | None,
+def agreement_gold(db_path: Path, image_id: int | None, label: str | None, remove: bool, rate: float | None,
          marked_by: str, as_json: bool) -> None:
     """List gold images, mark IMAGE_ID as gold (--label CLASS), --remove it, or set the --rate."""
     db = open_db(db_path)
@@ -79,11 +79,11 @@ def gold(db_path: Path, image_id: int | None, label: str | None, remove: bool, r
         + [f"{r['image_id']:>7}  {r['label']:<12} {r['answers']} answers  {r['name']}" for r in rows]))
 
 
-@agreement_group.command()
+@agreement_group.command("disputes")
 @db_option
 @json_option
 @friendly
-def disputes(db_path: Path, as_json: bool) -> None:
+def agreement_disputes(db_path: Path, as_json: bool) -> None:
     """Overlap images whose reviewers disagree, waiting for adjudication."""
     rows = agreement.disputes(open_db(db_path))
     emit(as_json, rows, lambda: "\n".join(
@@ -91,14 +91,14 @@ def disputes(db_path: Path, as_json: bool) -> None:
         + [f"{d['image_id']:>7}  " + ", ".join(f"{r}: {lab}" for r, lab in d["ratings"].items()) for d in rows]))
 
 
-@agreement_group.command()
+@agreement_group.command("adjudicate")
 @click.argument("image_id", type=int)
 @click.argument("label")
 @db_option
 @click.option("--reviewer", required=True, help="The adjudicator (recorded with the label).")
 @json_option
 @friendly
-def adjudicate(db_path: Path, image_id: int, label: str, reviewer: str, as_json: bool) -> None:
+def agreement_adjudicate(db_path: Path, image_id: int, label: str, reviewer: str, as_json: bool) -> None:
     """Settle the disagreement on IMAGE_ID with LABEL (a class, several or unusable)."""
     ev = agreement.adjudicate(open_db(db_path), image_id, label, reviewer=reviewer)
     emit(as_json, ev, f"Image {image_id}: adjudicated {label} by {reviewer}")

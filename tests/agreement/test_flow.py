@@ -134,7 +134,7 @@ def test_rate_scope_and_draw_choose_exactly_the_images_below_the_rate(db_path):
     assert m["image_id"] not in {r[0] for r in db.execute("SELECT image_id FROM overlap_items")}
 
 
-@pytest.mark.parametrize("bad", [dict(rate=1.5), dict(rate=0.1, reviewers=1), dict(rate=0.1, queue="nope")])
+@pytest.mark.parametrize("bad", [{"rate": 1.5}, {"rate": 0.1, "reviewers": 1}, {"rate": 0.1, "queue": "nope"}])
 def test_bad_rules_are_refused(db_path, bad):
     with pytest.raises(InvalidValue):
         agreement.set_overlap(open_db(db_path), **bad)
