@@ -52,16 +52,18 @@ st.subheader("Review queues")
 blurbs = {
     "uncertain": "The model is unsure: below the accept threshold.",
     "mixed": "Two classes compete, or both seem present.",
-    "auto": "Auto-accepted: spot-check a sample.",
+    "auto": "Auto-accepted: spot-check them, the model's answer shown.",
+    "blind": "A random sample of the auto-accepted, answer hidden: what measures the auto-accept error.",
 }
-for col, (q, blurb) in zip(st.columns(3), blurbs.items()):
+for col, (q, blurb) in zip(st.columns(4), blurbs.items()):
+    n = ov["queues"]["auto" if q == "blind" else q]
     with col.container(border=True):
-        st.metric(ui.QUEUE_LABELS[q], f"{ov['queues'][q]:,}", help=blurb)
+        st.metric(ui.QUEUE_LABELS[q], f"{n:,}", help=blurb)
         st.caption(blurb)
         if st.button(f"Review {ui.QUEUE_LABELS[q].lower()}", key=f"ov_go_{q}",
-                     icon=":material/arrow_forward:", disabled=not ov["queues"][q]):
+                     icon=":material/arrow_forward:", disabled=not n):
             st.session_state[K.review_queue] = q
-            ui.switch_page(ui.REVIEW_PAGE)
+            ui.switch_page(ui.REVIEW_PAGE, queue=q)
 
 per = pd.DataFrame(ui.per_class(db, key))
 ch = ui.charts(db, key, ov["model_id"])
