@@ -5,6 +5,7 @@ images, sign-in; and one module of helpers and callbacks per page that needs the
 for the Reference page's Likely mislabelled view). Pages: ``import ui`` for the shared
 helpers, ``from ui import review`` for their own."""
 
+from ui import agreement  # noqa: F401 - registers core.agreement's tables before any page opens the db
 from ui.auth import is_admin, require_admin, reviewer, reviewer_sidebar, sign_in_gate, user
 from ui.cache import (
     active_model,
@@ -23,6 +24,8 @@ from ui.cache import (
     threshold_preview,
 )
 from ui.common import (
+    ADJUDICATE_PAGE,
+    AGREEMENT_PAGE,
     DISPLAY_MAX_PX,
     EXPORT_PAGE,
     GRID_PAGE,
@@ -47,6 +50,8 @@ from ui.state import K, data_dir, db, db_key, settings
 from ui.zoom import zoom_listener
 
 __all__ = [
+    "ADJUDICATE_PAGE",
+    "AGREEMENT_PAGE",
     "DISPLAY_MAX_PX",
     "EXPORT_PAGE",
     "GRID_PAGE",

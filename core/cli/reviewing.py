@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from core import models, review
+from core import agreement, models, review
 from core.cli.common import db_option, emit, friendly, json_option, open_db
 
 
@@ -37,8 +37,9 @@ def queue(db_path: Path, name: str, limit: int, order: str | None, save_order: b
     order = order or review.queue_order(db, name, reviewer)
     counts = review.queue_counts(db)
     # without a reviewer, peek with a throw-away name and a zero-length claim
-    items = review.next_images(db, name, reviewer or "peek", n=limit, order=order,
-                        claim_seconds=300 if reviewer else 0)
+    # with a reviewer: overlap and gold probes mixed in, as in the app (core.agreement)
+    items = (agreement.next_images(db, name, reviewer, n=limit, order=order) if reviewer else
+             review.next_images(db, name, "peek", n=limit, order=order, claim_seconds=0))
     keys: tuple[str, ...] = ("image_id", "path", "pred", "p1", "margin", "queue", "reason")
     if name == review.BLIND_QUEUE:  # the model's answer stays hidden until the reviewer decides
         keys = ("image_id", "path")
@@ -75,7 +76,7 @@ def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer
     skip — or undo the reviewer's last decision (IMAGE_ID is then ignored; pass 0)."""
     db = open_db(db_path)
     if action == "undo":
-        ev = review.undo_last(db, reviewer)
+        ev = agreement.undo_last(db, reviewer)
         if ev is None:
             raise click.ClickException(f"Nothing to undo for reviewer {reviewer!r}")
         cur = review.current_label(db, ev["image_id"])
@@ -84,8 +85,8 @@ def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer
               f"{cur['label'] if cur else 'unlabelled'}")
         return
     present = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
-    ev = review.decide(db, image_id, action, reviewer=reviewer, label=label, classes=present,
-                       blind=blind)
+    ev = agreement.decide(db, image_id, action, reviewer=reviewer, label=label, classes=present,
+                          blind=blind)  # an answer to a gold probe is kept apart
     shown = f" ({', '.join(present or [])})" if present else ""
     emit(as_json, ev, f"Image {image_id}: {action} {ev['label'] or ''}{shown} by {reviewer}")
 
