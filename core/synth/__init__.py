@@ -12,9 +12,21 @@ from core.synth.dataset import (
 )
 from core.synth.micrograph import CLASSES, MIX_PAIRS, SYNTH_VERSION, generate, mix_pairs
 from core.synth.painters import OBJECTS, SURFACES
+from core.synth.particles import (
+    GOLD_SIZES_NM,
+    LOOKS,
+    PARTICLE_SYNTH_VERSION,
+    SHAPES,
+    particle_micrograph,
+)
 
 __all__ = [
     "CLASSES",
+    "GOLD_SIZES_NM",
+    "LOOKS",
+    "PARTICLE_SYNTH_VERSION",
+    "SHAPES",
+    "particle_micrograph",
     "MIX_PAIRS",
     "OBJECTS",
     "SURFACES",
