@@ -480,3 +480,23 @@ def history(db: Database, image_id: int) -> list[dict[str, Any]]:
     return list(db.query("SELECT id, action, reviewer, detector_version, created, removed, "
                          "payload, undoes, created_at FROM particle_events WHERE image_id = ? "
                          "ORDER BY id", [image_id]))
+
+
+def review_queue(db: Database, limit: int = 50) -> list[dict[str, Any]]:
+    """Detected, not yet verified images, worst first: the share of low-score detections
+    (< 0.5), of likely merges (solidity < 0.85) and of odd sizes (ECD beyond 2× or under ½ the
+    image's mean) add up to a priority."""
+    rows = list(db.query(
+        "WITH p AS (SELECT image_id, score, solidity, ecd_px, avg(ecd_px) OVER (PARTITION BY "
+        "image_id) AS m FROM particles WHERE removed_event IS NULL AND image_id IN "
+        "(SELECT image_id FROM particle_images WHERE state = 'detected')) "
+        "SELECT pi.image_id, i.name, pi.n_particles, pi.detector_version, "
+        "COALESCE(avg(p.score < 0.5), 0) AS low_score, COALESCE(avg(p.solidity < 0.85), 0) AS merges, "
+        "COALESCE(avg(p.ecd_px > 2 * p.m OR p.ecd_px < 0.5 * p.m), 0) AS odd_size "
+        "FROM particle_images pi JOIN images i ON i.id = pi.image_id LEFT JOIN p ON "
+        "p.image_id = pi.image_id WHERE pi.state = 'detected' GROUP BY pi.image_id"))
+    for r in rows:
+        r["priority"] = round(r["low_score"] + r["merges"] + r["odd_size"]
+                              + (1.0 if not r["n_particles"] else 0.0), 4)
+    rows.sort(key=lambda r: (-r["priority"], r["image_id"]))
+    return rows[:limit]

@@ -18,6 +18,7 @@ from core.synth.particles import (
     PARTICLE_SYNTH_VERSION,
     SHAPES,
     particle_micrograph,
+    write_particle_dataset,
 )
 
 __all__ = [
@@ -38,4 +39,5 @@ __all__ = [
     "read_ground_truth",
     "save_image",
     "write_dataset",
+    "write_particle_dataset",
 ]

@@ -24,13 +24,17 @@ the image edge or the data bar).
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from core.synth.databar import _draw_databar
+from core.synth.dataset import save_image
 from core.synth.primitives import _blur, _fractal, _noise
 
 PARTICLE_SYNTH_VERSION = "particles-synth-v1"
@@ -343,3 +347,23 @@ def particle_micrograph(
                              for p in pops],
              "particles": records, "bright_particles": look == "sem"}
     return img, truth
+
+
+def write_particle_dataset(out: str | Path, n: int, *, seed: int = 0, size: tuple[int, int] = (384, 512),
+                           fmt: str = "tif", masks: bool = True, **kw: Any) -> list[dict[str, Any]]:
+    """``n`` particle micrographs in ``out`` (TIFF with ImageJ pixel size, or PNG), each with
+    its Cellpose-style instance mask ``<stem>_masks.png`` (16-bit; the data bar rows are 0)
+    and a ``truth.jsonl`` line (no label image)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i in range(n):
+        img, truth = particle_micrograph(seed * 1_000_003 + i, size, **kw)
+        stem = f"particles_{seed}_{i:04d}"
+        save_image(img, out / f"{stem}.{fmt}", truth["pixel_size_m"])
+        if masks:
+            Image.fromarray(truth["labels"].astype(np.uint16)).save(out / f"{stem}_masks.png")
+        rec = {k: v for k, v in truth.items() if k != "labels"} | {"file": f"{stem}.{fmt}"}
+        lines.append(rec)
+    (out / "truth.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines), encoding="utf-8")
+    return lines

@@ -62,6 +62,20 @@ if TYPE_CHECKING:
         train_arrays,
     )
     from core.training.onnx_export import build_card, export_onnx
+    from core.training.particle_net import (
+        CROP,
+        DEFAULT_PARTICLE_VERSION,
+        PARTICLE_WIDTHS,
+        ParticleTrainResult,
+        ParticleUNet,
+        export_particles,
+        load_particle_onnx,
+        loss_fn,
+        retrain_particles,
+        synthetic_pairs,
+        train_default_particles,
+        train_particles,
+    )
     from core.training.recipes import (
         DEFAULT_EPOCHS,
         DEFAULT_MIXED_FRACTION,
@@ -127,6 +141,18 @@ _LAZY = {
     "train_folder": "recipes",
     "train_from_records": "recipes",
     "main": "recipes",
+    "CROP": "particle_net",
+    "DEFAULT_PARTICLE_VERSION": "particle_net",
+    "PARTICLE_WIDTHS": "particle_net",
+    "ParticleTrainResult": "particle_net",
+    "ParticleUNet": "particle_net",
+    "export_particles": "particle_net",
+    "load_particle_onnx": "particle_net",
+    "loss_fn": "particle_net",
+    "retrain_particles": "particle_net",
+    "synthetic_pairs": "particle_net",
+    "train_default_particles": "particle_net",
+    "train_particles": "particle_net",
 }
 
 
@@ -140,6 +166,18 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "CROP",
+    "DEFAULT_PARTICLE_VERSION",
+    "PARTICLE_WIDTHS",
+    "ParticleTrainResult",
+    "ParticleUNet",
+    "export_particles",
+    "load_particle_onnx",
+    "loss_fn",
+    "retrain_particles",
+    "synthetic_pairs",
+    "train_default_particles",
+    "train_particles",
     "CALIBRATION_NOTE",
     "CHOICE_NOTE",
     "CHUNK",
