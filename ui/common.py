@@ -19,6 +19,7 @@ REFERENCE_PAGE = "pages/data/reference.py"
 INGEST_PAGE = "pages/data/ingest.py"
 EXPORT_PAGE = "pages/data/export.py"
 MODELS_PAGE = "pages/setup/models.py"
+PARTICLES_PAGE = "pages/data/particles.py"
 DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
 
 

@@ -59,6 +59,7 @@ from core.particles.masks import (
 )
 from core.particles.matching import IOU_MIN, MatchResult, match, size_errors
 from core.particles.measure import COLUMNS, PERIMETER_NOTE, Particle, feret, measure, to_nm
+from core.particles.render import EXCLUDED, OUTLINE, SELECTED, Overlay, overlay, particle_at
 from core.particles.schema import ACTIONS, SOURCES, VERIFIED_SOURCES, m001_particles, migrations
 from core.particles.segmenter import (
     OUTPUT_KINDS,
@@ -89,7 +90,12 @@ from core.particles.store import (
     history,
     image_state,
     label_image,
+    folder_images,
+    image_ids_without_particles,
+    image_path,
     live_ids,
+    particle_images,
+    load_scan,
     merge_particles,
     pack_mask,
     particle_rows,
@@ -108,7 +114,7 @@ from core.particles.store import (
 )
 
 __all__ = [
-    "ACTIONS", "BY", "CLASSICAL_DEFAULT", "COLUMNS", "CSV_COLUMNS", "DEFAULT_DETECTOR",
+    "ACTIONS", "folder_images", "image_ids_without_particles", "image_path", "particle_images", "EXCLUDED", "OUTLINE", "SELECTED", "Overlay", "overlay", "particle_at", "load_scan", "BY", "CLASSICAL_DEFAULT", "COLUMNS", "CSV_COLUMNS", "DEFAULT_DETECTOR",
     "EDIT_ACTIONS", "FORMATS", "IMPORT_REVIEWER", "IOU_MIN", "MACHINE", "MASK_SUFFIXES",
     "METHODS", "NOT_PARTICLE", "OUTPUT_KINDS", "PCOLS", "PERIMETER_NOTE", "POLARITIES",
     "SEGMENTER_KEYS", "SOURCES", "THRESHOLDS", "TILE_PIXELS", "VERIFIED_SOURCES",

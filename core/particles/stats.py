@@ -165,7 +165,10 @@ def populations(d: np.ndarray, *, max_k: int = 4, seed: int = 0) -> dict[str, An
             break
         gm = GaussianMixture(k, random_state=seed, n_init=2).fit(x)
         bic = gm.bic(x)
-        if best is None or bic < best[0] - 10:  # a new population must earn its place
+        mu = np.sort(gm.means_[:, 0])
+        sd = float(np.sqrt(gm.covariances_.ravel()).mean())
+        apart = k == 1 or float(np.diff(mu).min()) >= 2.0 * sd  # modes, not shoulders
+        if best is None or (bic < best[0] - 10 and apart):  # a new population earns its place
             best = (bic, gm)
     gm = best[1]
     order = np.argsort(gm.means_[:, 0])

@@ -20,6 +20,7 @@ from skimage.segmentation import watershed
 from sqlite_utils import Database
 
 from core.errors import InvalidValue, NotFound, StoreError
+from core.images import SemImage, read_image
 from core.particles.measure import Particle, measure
 from core.review import clean_reviewer
 from core.store import now_iso, write_tx
@@ -500,3 +501,35 @@ def review_queue(db: Database, limit: int = 50) -> list[dict[str, Any]]:
                               + (1.0 if not r["n_particles"] else 0.0), 4)
     rows.sort(key=lambda r: (-r["priority"], r["image_id"]))
     return rows[:limit]
+
+
+def load_scan(db: Database, image_id: int) -> SemImage:
+    """The decoded image of a stored image id (its scan is what particles live on)."""
+    im = _image_row(db, image_id)
+    return read_image(im["path"])
+
+
+def image_path(db: Database, image_id: int) -> str:
+    return str(_image_row(db, image_id)["path"])
+
+
+def particle_images(db: Database) -> list[dict[str, Any]]:
+    """Every image that has a particle state: id, name, folder, state, counts, pixel size."""
+    return list(db.query(
+        "SELECT i.id, i.name, i.group_key, pi.state, pi.n_particles, pi.detector_version, "
+        "pi.verified_by, COALESCE(pi.pixel_size_m, i.pixel_size_m) AS pixel_size_m "
+        "FROM particle_images pi JOIN images i ON i.id = pi.image_id ORDER BY i.id"))
+
+
+def folder_images(db: Database, image_id: int) -> list[int]:
+    """The ids of every image in the same folder (group key) as ``image_id``."""
+    key = _image_row(db, image_id)
+    grp = db.execute("SELECT group_key FROM images WHERE id = ?", [key["id"]]).fetchone()[0]
+    if grp is None:
+        return [image_id]
+    return [r[0] for r in db.execute("SELECT id FROM images WHERE group_key = ? ORDER BY id", [grp])]
+
+
+def image_ids_without_particles(db: Database) -> list[int]:
+    return [r[0] for r in db.execute(
+        "SELECT id FROM images WHERE id NOT IN (SELECT image_id FROM particle_images) ORDER BY id")]
