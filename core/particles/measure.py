@@ -97,7 +97,7 @@ def measure(labels: np.ndarray, image: np.ndarray | None = None, *,
     h, w = labels.shape
     out: list[Particle] = []
     slices = ndimage.find_objects(labels.astype(np.int64, copy=False))
-    ox, oy = offset
+    ox, oy = int(offset[0]), int(offset[1])
     for k, sl in enumerate(slices, 1):
         if sl is None:
             continue

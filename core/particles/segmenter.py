@@ -92,9 +92,14 @@ class ParticleSegmenter(OnnxSession):
         super().__init__(path, **kw)
         m = self.metadata
         where = f"Particle detector {str(self.path)!r}"
-        if m.get("task", "particle-segmentation") != "particle-segmentation":
+        if m.get("task") != "particle-segmentation":
+            hint = " (it has class_names: a classifier?)" if "class_names" in m else ""
             raise ModelError(f"{where}: metadata task = {m.get('task')!r}, expected "
-                             "'particle-segmentation' (is this a classifier?)")
+                             f"'particle-segmentation'{hint}. Add it to the model's metadata_props "
+                             "or a sidecar <model>.json")
+        if self.outputs and len(self.outputs[0].shape or []) not in (0, 4):
+            raise ModelError(f"{where}: first output has shape {self.outputs[0].shape}; expected "
+                             "(N, C, H, W) maps")
         outs = m.get("outputs", ["foreground", "boundary", "distance"])
         if (not isinstance(outs, list) or not outs or outs[0] != "foreground"
                 or any(o not in OUTPUT_KINDS for o in outs)):

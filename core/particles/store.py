@@ -87,15 +87,24 @@ def _insert(db: Database, image_id: int, parts: Iterable[Particle], source: str,
             detector_version: str | None, event_id: int) -> list[int]:
     ids = []
     for p in parts:
-        x0, y0, x1, y1 = p.bbox
+        x0, y0, x1, y1 = (int(v) for v in p.bbox)
         cur = db.execute(
             "INSERT INTO particles (image_id, source, detector_version, event_id, x0, y0, x1, y1, "
             "mask, " + ", ".join(PCOLS) + ") VALUES (" + ", ".join("?" * (9 + len(PCOLS))) + ")",
             [image_id, source, detector_version, event_id, x0, y0, x1, y1, pack_mask(p.mask),
-             *[None if (c == "mean_intensity" and getattr(p, c) != getattr(p, c)) else getattr(p, c)
-               for c in PCOLS]])
+             *[_plain(getattr(p, c)) for c in PCOLS]])
         ids.append(int(cur.lastrowid or 0))
     return ids
+
+
+def _plain(v: Any) -> Any:
+    """A value SQLite stores as a number (numpy scalars would become BLOBs; NaN → NULL)."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    f = float(v)
+    return None if f != f else f
 
 
 def _remove(db: Database, ids: Sequence[int], event_id: int) -> None:
