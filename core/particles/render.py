@@ -24,12 +24,16 @@ class Overlay:
 
 
 def overlay(scan: np.ndarray, labels: np.ndarray, *, selected: Collection[int] = (),
-            excluded: Collection[int] = (), outlines: bool = True, max_side: int = 1400) -> Overlay:
+            excluded: Collection[int] = (), outlines: bool = True, max_side: int = 1400,
+            min_side: int = 800) -> Overlay:
     """``labels``: instance labels of the scan (k = the k-th particle); ``selected`` /
-    ``excluded``: label values drawn in their own colour."""
+    ``excluded``: label values drawn in their own colour. Frames larger than ``max_side`` are
+    shrunk, smaller than ``min_side`` enlarged (whole-pixel steps, up to 4×) for clicking."""
     grey = to_uint8(scan)
     h, w = grey.shape
     scale = min(1.0, max_side / max(h, w))
+    if max(h, w) < min_side:
+        scale = float(min(4, max(1, min_side // max(h, w))))
     rgb = np.repeat(grey[:, :, None], 3, axis=2)
     if outlines and labels.any():
         lab = labels[:h, :w]
@@ -38,9 +42,9 @@ def overlay(scan: np.ndarray, labels: np.ndarray, *, selected: Collection[int] =
         for ids, colour in ((excluded, EXCLUDED), (selected, SELECTED)):
             if ids:
                 rgb[edge & np.isin(lab, list(ids))] = colour
-    if scale < 1.0:
+    if scale != 1.0:
         im = Image.fromarray(rgb).resize((max(1, round(w * scale)), max(1, round(h * scale))),
-                                         Image.Resampling.BOX)
+                                         Image.Resampling.BOX if scale < 1 else Image.Resampling.NEAREST)
         rgb = np.asarray(im)
     return Overlay(rgb, scale)
 

@@ -75,7 +75,7 @@ def test_select_delete_add_verify(server):
             img = page.frame_locator(FRAME).locator("img")
             img.wait_for(timeout=30_000)
             box = img.bounding_box()
-            f = box["width"] / 320  # the page may draw the image at another size
+            f = box["width"] / 320  # the page draws it enlarged (and may shrink it to fit)
             pos = {"x": target["centroid_x_px"] * f, "y": target["centroid_y_px"] * f}
             img.click(position=pos)
             settle(page)
