@@ -21,10 +21,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core import particles as P  # noqa: E402
-from core.files import sha256_file  # noqa: E402
-from core.store import open_db, write_tx  # noqa: E402
-from core.synth import particle_micrograph, write_particle_dataset  # noqa: E402
+from core import particles as P
+from core.files import sha256_file
+from core.store import open_db, write_tx
+from core.synth import particle_micrograph, write_particle_dataset
 
 HELD_OUT_SEED = 500_000  # training used seeds 0..199 and 100003..100202
 REAL = Path("/work/shared/real-sem/particles")

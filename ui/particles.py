@@ -174,7 +174,7 @@ def histogram_figure(sets: dict[str, np.ndarray], unit: str, *, log: bool, weigh
         fig.add_bar(x=mids, y=h["fraction"], width=np.diff(e), name=name, opacity=0.6)
         if h["lognormal_pdf"] and len(sets) == 1:
             fig.add_scatter(x=mids, y=h["lognormal_pdf"], mode="lines", name="log-normal fit")
-    fig.update_layout(barmode="overlay", height=360, margin=dict(l=10, r=10, t=30, b=10),
+    fig.update_layout(barmode="overlay", height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10},
                       xaxis_title=f"equivalent-circle diameter ({unit})",
                       yaxis_title=f"fraction ({weight})")
     if log:

@@ -32,7 +32,7 @@ def particles() -> None:
 @db_option
 @json_option
 @friendly
-def detect(image_ids: tuple[int, ...], all_images: bool, cls: str | None, method: str | None,
+def particles_detect(image_ids: tuple[int, ...], all_images: bool, cls: str | None, method: str | None,
            version: str | None, redo: bool, db_path: Path, as_json: bool) -> None:
     """Detect and measure the particles of stored images. Verified images are never touched."""
     db = open_db(db_path)
@@ -54,7 +54,7 @@ def detect(image_ids: tuple[int, ...], all_images: bool, cls: str | None, method
 @db_option
 @json_option
 @friendly
-def import_masks(folder: Path, db_path: Path, as_json: bool) -> None:
+def particles_import_masks(folder: Path, db_path: Path, as_json: bool) -> None:
     """Import images with Cellpose-style masks beside them (<stem>_masks.tif/.png) as verified."""
     db = open_db(db_path)
     bar = Bar("import", not as_json)
@@ -75,7 +75,7 @@ def import_masks(folder: Path, db_path: Path, as_json: bool) -> None:
 @db_option
 @json_option
 @friendly
-def train(from_db: bool, synthetic: int, seconds: float, out_dir: Path | None, db_path: Path,
+def particles_train(from_db: bool, synthetic: int, seconds: float, out_dir: Path | None, db_path: Path,
           as_json: bool) -> None:
     """Train a candidate detector from verified images; compare it on held-out ones."""
     db = open_db(db_path)
@@ -92,15 +92,15 @@ def train(from_db: bool, synthetic: int, seconds: float, out_dir: Path | None, d
 
 
 @particles.group("detector")
-def detector() -> None:
+def particles_detector() -> None:
     """List, add, promote and compare particle detectors."""
 
 
-@detector.command("list")
+@particles_detector.command("list")
 @db_option
 @json_option
 @friendly
-def detector_list(db_path: Path, as_json: bool) -> None:
+def particles_detector_list(db_path: Path, as_json: bool) -> None:
     db = open_db(db_path)
     P.ensure_defaults(db)
     ds = P.list_detectors(db)
@@ -111,36 +111,36 @@ def detector_list(db_path: Path, as_json: bool) -> None:
         for d in ds))
 
 
-@detector.command("add")
+@particles_detector.command("add")
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--activate", is_flag=True)
 @db_option
 @json_option
 @friendly
-def detector_add(path: Path, activate: bool, db_path: Path, as_json: bool) -> None:
+def particles_detector_add(path: Path, activate: bool, db_path: Path, as_json: bool) -> None:
     """Register a lab's ONNX segmenter (README: particle detector metadata contract)."""
     d = P.register_detector(open_db(db_path), path=path, activate=activate)
     d.pop("card", None)
     emit(as_json, d, f"Registered {d['version']}" + (" — active" if d["active"] else ""))
 
 
-@detector.command("promote")
+@particles_detector.command("promote")
 @click.argument("version")
 @db_option
 @json_option
 @friendly
-def detector_promote(version: str, db_path: Path, as_json: bool) -> None:
+def particles_detector_promote(version: str, db_path: Path, as_json: bool) -> None:
     """Make a detector the active one (used by `detect` from now on)."""
     d = P.promote_detector(open_db(db_path), version)
     emit(as_json, {"active": d["version"]}, f"{d['version']} is now the active particle detector")
 
 
-@detector.command("compare")
+@particles_detector.command("compare")
 @click.argument("version")
 @db_option
 @json_option
 @friendly
-def detector_compare(version: str, db_path: Path, as_json: bool) -> None:
+def particles_detector_compare(version: str, db_path: Path, as_json: bool) -> None:
     """A detector against the active one on its held-out verified images (F1, D50 error)."""
     res = P.compare_detector(open_db(db_path), version)
     emit(as_json, res, lambda: P.comparison_text(res))
@@ -151,7 +151,7 @@ def detector_compare(version: str, db_path: Path, as_json: bool) -> None:
 @db_option
 @json_option
 @friendly
-def stats(by: str | None, db_path: Path, as_json: bool) -> None:
+def particles_stats(by: str | None, db_path: Path, as_json: bool) -> None:
     """Size distribution (ECD): count, mean, SD, D10/D50/D90 with bootstrap 95 % CI, populations."""
     db = open_db(db_path)
     sets = P.group_sets(db, by) if by else {"all": None}
@@ -187,7 +187,7 @@ def stats(by: str | None, db_path: Path, as_json: bool) -> None:
 @db_option
 @json_option
 @friendly
-def export(out: Path, fmt: str, db_path: Path, as_json: bool) -> None:
+def particles_export(out: Path, fmt: str, db_path: Path, as_json: bool) -> None:
     """particles.csv + images.csv, coco.json (RLE), masks/*_masks.png or report.html into OUT."""
     res = P.export_particles(open_db(db_path), out, fmt)
     emit(as_json, res, f"Exported {fmt} to {out}: " + ", ".join(f"{v} {k}" for k, v in res.items()))
@@ -201,7 +201,7 @@ def export(out: Path, fmt: str, db_path: Path, as_json: bool) -> None:
 @db_option
 @json_option
 @friendly
-def pixel_size(nm_per_px: float, image_ids: tuple[int, ...], folder: str | None, reviewer: str,
+def particles_pixel_size(nm_per_px: float, image_ids: tuple[int, ...], folder: str | None, reviewer: str,
                db_path: Path, as_json: bool) -> None:
     """Set the pixel size (nm per pixel) of images or a folder; 0 clears it."""
     db = open_db(db_path)
@@ -221,7 +221,7 @@ def pixel_size(nm_per_px: float, image_ids: tuple[int, ...], folder: str | None,
 @db_option
 @json_option
 @friendly
-def verify(image_id: int, reviewer: str, undo: bool, db_path: Path, as_json: bool) -> None:
+def particles_verify(image_id: int, reviewer: str, undo: bool, db_path: Path, as_json: bool) -> None:
     """Accept an image's particles as verified (or --undo its last edit)."""
     db = open_db(db_path)
     if undo:
@@ -237,7 +237,7 @@ def verify(image_id: int, reviewer: str, undo: bool, db_path: Path, as_json: boo
 @db_option
 @json_option
 @friendly
-def queue(limit: int, db_path: Path, as_json: bool) -> None:
+def particles_queue(limit: int, db_path: Path, as_json: bool) -> None:
     """Images to check, worst first (low scores, likely merges, odd sizes)."""
     rows = P.review_queue(open_db(db_path), limit)
     emit(as_json, rows, lambda: "\n".join(

@@ -71,7 +71,7 @@ def register_detector(db: Database, *, path: str | Path | None = None,
                 set_active_detector(db, old[0])
             return find_detector(db, old[0])
         version = version or seg.version
-        row = {"version": version, "kind": "model", "path": str(p), "sha256": sha,
+        row: dict[str, Any] = {"version": version, "kind": "model", "path": str(p), "sha256": sha,
                "params": json.dumps({k: v for k, v in seg.metadata.items() if k != "training_data"}, default=str),
                "card": json.dumps(read_card(p)) if read_card(p) else None}
     else:

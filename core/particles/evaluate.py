@@ -13,7 +13,12 @@ from sqlite_utils import Database
 
 from core.errors import ImageReadError, StoreError
 from core.images import read_image
-from core.particles.detectors import active_detector, detect_array, find_detector, set_active_detector
+from core.particles.detectors import (
+    active_detector,
+    detect_array,
+    find_detector,
+    set_active_detector,
+)
 from core.particles.matching import MatchResult, match
 from core.particles.store import label_image
 

@@ -183,7 +183,7 @@ def _svg_histogram(h: dict[str, list[float]], unit: str) -> str:
     W, H, pad = 640, 240, 30
     top = max(frac) or 1
     lo, hi = edges[0], edges[-1]
-    sx = lambda v: pad + (v - lo) / (hi - lo) * (W - 2 * pad)  # noqa: E731
+    sx = lambda v: pad + (v - lo) / (hi - lo) * (W - 2 * pad)
     bars = "".join(
         f'<rect x="{sx(a):.1f}" y="{H - pad - f / top * (H - 2 * pad):.1f}" '
         f'width="{max(0.5, sx(b) - sx(a) - 1):.1f}" height="{f / top * (H - 2 * pad):.1f}" fill="#4a7ab5"/>'

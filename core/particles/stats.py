@@ -97,7 +97,7 @@ def _boot_ci(d: np.ndarray, qs: Sequence[float], rng: np.random.Generator,
     ds = np.sort(d)
     out = np.empty((len(qs), 2))
     for j, q in enumerate(qs):
-        k = min(n, max(1, int(round(q / 100 * (n - 1))) + 1))
+        k = min(n, max(1, round(q / 100 * (n - 1)) + 1))
         u = rng.beta(k, n + 1 - k, reps)
         est = ds[np.minimum(n - 1, (u * n).astype(np.int64))]
         out[j] = np.percentile(est, [2.5, 97.5])
@@ -170,6 +170,7 @@ def populations(d: np.ndarray, *, max_k: int = 4, seed: int = 0) -> dict[str, An
         apart = k == 1 or float(np.diff(mu).min()) >= 2.0 * sd  # modes, not shoulders
         if best is None or (bic < best[0] - 10 and apart):  # a new population earns its place
             best = (bic, gm)
+    assert best is not None  # k = 1 always fits (len(x) ≥ 10)
     gm = best[1]
     order = np.argsort(gm.means_[:, 0])
     rank = np.empty_like(order)
@@ -210,7 +211,7 @@ def group_sets(db: Database, by: str, image_ids: Sequence[int] | None = None) ->
                "p.image_id = i.id AND p.model_id = (SELECT id FROM models WHERE active = 1)")
     sql += " WHERE i.id IN (SELECT image_id FROM particle_images)"
     out: dict[str, list[int]] = {}
-    want = None if image_ids is None else set(int(i) for i in image_ids)
+    want = None if image_ids is None else {int(i) for i in image_ids}
     for key, iid in db.execute(sql):
         if want is None or iid in want:
             out.setdefault(str(key), []).append(iid)

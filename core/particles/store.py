@@ -10,6 +10,7 @@ the particle ids it created and removed) plus the particle rows it adds and the
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -104,7 +105,7 @@ def _plain(v: Any) -> Any:
     if isinstance(v, (int, np.integer)):
         return int(v)
     f = float(v)
-    return None if f != f else f
+    return None if math.isnan(f) else f
 
 
 def _remove(db: Database, ids: Sequence[int], event_id: int) -> None:
@@ -286,7 +287,7 @@ def segment_from_seed(scan: np.ndarray, x: float, y: float, typical_d: float) ->
     nothing stands out there."""
     h, w = scan.shape
     r = max(3.0, typical_d / 2)
-    cx, cy = int(round(x)), int(round(y))
+    cx, cy = round(x), round(y)
     if not (0 <= cx < w and 0 <= cy < h):
         raise InvalidValue(f"click ({x:.0f}, {y:.0f}) is outside the image ({w}×{h})")
     half = int(r * 3)
@@ -379,7 +380,7 @@ def split_particle(db: Database, image_id: int, pid: int, scan: np.ndarray, *, r
     pts = np.stack([ys, xs], 1).astype(np.float64)
     # k-means seeds along the particle (deterministic: start at the extremes of the long axis)
     c = pts.mean(0)
-    u, s, vt = np.linalg.svd(pts - c, full_matrices=False)
+    _u, _s, vt = np.linalg.svd(pts - c, full_matrices=False)
     proj = (pts - c) @ vt[0]
     cents = np.stack([pts[np.argmin(np.abs(proj - q))] for q in np.linspace(proj.min(), proj.max(), n + 2)[1:-1]])
     for _ in range(10):
@@ -387,7 +388,7 @@ def split_particle(db: Database, image_id: int, pid: int, scan: np.ndarray, *, r
         cents = np.stack([pts[lab == k].mean(0) if (lab == k).any() else cents[k] for k in range(n)])
     markers = np.zeros(m.shape, np.int32)
     for k, (cy, cx) in enumerate(cents, 1):
-        markers[int(round(cy)), int(round(cx))] = k
+        markers[round(cy), round(cx)] = k
     markers[~m] = 0
     seg = watershed(-dist, markers, mask=m)
     full_shape = _scan_shape(im)

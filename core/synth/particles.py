@@ -188,12 +188,12 @@ def _draw(h: int, w: int, parts: list[dict[str, Any]], rng: np.random.Generator)
     """Z-buffered heights and the instance labels of what is on top; per-particle contrast."""
     z = np.zeros((h, w), np.float32)
     labels = np.zeros((h, w), np.int32)
-    keep = []
+    keep: list[dict[str, Any]] = []
     for p in parts:
         r, pr = p["r"], p["params"]
         reach = _reach(p["shape"], r, pr)
-        x0, x1 = int(math.floor(p["x"] - reach)), int(math.ceil(p["x"] + reach)) + 1
-        y0, y1 = int(math.floor(p["y"] - reach)), int(math.ceil(p["y"] + reach)) + 1
+        x0, x1 = math.floor(p["x"] - reach), math.ceil(p["x"] + reach) + 1
+        y0, y1 = math.floor(p["y"] - reach), math.ceil(p["y"] + reach) + 1
         cx0, cx1, cy0, cy1 = max(0, x0), min(w, x1), max(0, y0), min(h, y1)
         if cx0 >= cx1 or cy0 >= cy1:
             continue

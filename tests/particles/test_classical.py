@@ -57,4 +57,4 @@ def test_blank_image_has_no_particles():
 def test_bad_parameters_are_refused_by_name(bad):
     with pytest.raises(InvalidValue) as e:
         ClassicalParams.from_dict(bad)
-    assert list(bad)[0] in str(e.value) or "Unknown" in str(e.value)
+    assert next(iter(bad)) in str(e.value) or "Unknown" in str(e.value)

@@ -72,7 +72,7 @@ def test_a_lab_model_keeping_the_contract_runs(tmp_path):
     seg = ParticleSegmenter(_identity(tmp_path / "lab.onnx", ["foreground"]))
     img = np.full((40, 40), -5.0, np.float32)
     img[10:20, 10:20] = 5.0
-    lab, scores = seg.detect((img - img.min()) / 10)
+    lab, _scores = seg.detect((img - img.min()) / 10)
     assert lab.max() >= 1
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.errors import InvalidValue
 from core import particles as P
+from core.errors import InvalidValue
 
 
 def first(db):

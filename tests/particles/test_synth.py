@@ -35,7 +35,7 @@ def test_labels_are_exact_and_records_match(seed):
 
 
 def test_data_bar_hides_particles_and_flags_those_it_cuts():
-    img, t = particle_micrograph(5, (256, 320), databar=True, coverage=0.4, look="sem")
+    _img, t = particle_micrograph(5, (256, 320), databar=True, coverage=0.4, look="sem")
     bar = t["databar_px"]
     assert bar > 0 and not t["labels"][-bar:].any()
     assert any(p["excluded"] == "databar" for p in t["particles"])
