@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 from sqlite_utils import Database
 
 from core.config import MODELS_DIR
@@ -176,15 +177,16 @@ def _tiled_classical(scan: np.ndarray, prm: ClassicalParams, tile: int = 1024, o
             ya, xa = max(0, y0 - overlap), max(0, x0 - overlap)
             yb, xb = min(h, y0 + tile + overlap), min(w, x0 + tile + overlap)
             lab, sc = detect_classical(scan[ya:yb, xa:xb], prm)
-            for k in range(1, int(lab.max()) + 1):
-                ys, xs = np.nonzero(lab == k)
-                if not len(ys):
+            for k, sl in enumerate(ndimage.find_objects(lab), 1):
+                if sl is None:
                     continue
-                cy, cx = ys.mean() + ya, xs.mean() + xa
+                ys, xs = np.nonzero(lab[sl] == k)
+                ys, xs = ys + sl[0].start + ya, xs + sl[1].start + xa
+                cy, cx = ys.mean(), xs.mean()
                 if y0 <= cy < y0 + tile and x0 <= cx < x0 + tile:
-                    free = out[ys + ya, xs + xa] == 0
+                    free = out[ys, xs] == 0
                     scores.append(float(sc[k]))
-                    out[ys[free] + ya, xs[free] + xa] = len(scores) - 1
+                    out[ys[free], xs[free]] = len(scores) - 1
     return out, np.asarray(scores, np.float32)
 
 
