@@ -87,7 +87,7 @@ def split_touching(fg: np.ndarray, h: float, distance_sigma: float,
         dist = gaussian(dist, distance_sigma, preserve_range=True).astype(np.float32)
     if energy is None:
         energy = dist
-    comp, n = ndimage.label(fg)
+    comp, _ = ndimage.label(fg)
     seeds = np.zeros(fg.shape, bool)
     for k, sl in enumerate(ndimage.find_objects(comp), 1):
         if sl is None:
