@@ -21,6 +21,7 @@ EXPORT_PAGE = "pages/data/export.py"
 MODELS_PAGE = "pages/setup/models.py"
 ADJUDICATE_PAGE = "pages/label/adjudicate.py"
 AGREEMENT_PAGE = "pages/data/agreement.py"
+PARTICLES_PAGE = "pages/data/particles.py"
 DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
 
 

@@ -21,6 +21,22 @@ from core.cli.models import (
     model_list,
     model_promote,
 )
+from core.cli.particles import (
+    particles,
+    particles_detect,
+    particles_detector,
+    particles_detector_add,
+    particles_detector_compare,
+    particles_detector_list,
+    particles_detector_promote,
+    particles_export,
+    particles_import_masks,
+    particles_pixel_size,
+    particles_queue,
+    particles_stats,
+    particles_train,
+    particles_verify,
+)
 from core.cli.reviewing import label, queue, thresholds
 from core.cli.root import cli, main
 from core.cli.training import card, card_summary, synth, train
@@ -57,6 +73,20 @@ __all__ = [
     "model_list",
     "model_promote",
     "open_db",
+    "particles",
+    "particles_detect",
+    "particles_detector",
+    "particles_detector_add",
+    "particles_detector_compare",
+    "particles_detector_list",
+    "particles_detector_promote",
+    "particles_export",
+    "particles_import_masks",
+    "particles_pixel_size",
+    "particles_queue",
+    "particles_stats",
+    "particles_train",
+    "particles_verify",
     "predict",
     "queue",
     "stats",
