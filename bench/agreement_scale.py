@@ -30,9 +30,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import agreement, review  # noqa: E402
-from core.config import NFFA_CLASSES  # noqa: E402
-from core.store import now_iso, open_db, write_tx  # noqa: E402
+from core import agreement, review
+from core.config import NFFA_CLASSES
+from core.store import now_iso, open_db, write_tx
 
 OUT = ROOT / "bench" / "out" / "agreement"
 REVIEWERS = [f"reviewer{i}" for i in range(5)]
