@@ -12,6 +12,7 @@ from core.synth.dataset import (
 )
 from core.synth.micrograph import CLASSES, MIX_PAIRS, SYNTH_VERSION, generate, mix_pairs
 from core.synth.painters import OBJECTS, SURFACES
+from core.synth.wires import WIRE_KINDS, generate_wires
 
 __all__ = [
     "CLASSES",
@@ -19,8 +20,10 @@ __all__ = [
     "OBJECTS",
     "SURFACES",
     "SYNTH_VERSION",
+    "WIRE_KINDS",
     "contact_sheet",
     "generate",
+    "generate_wires",
     "mix_pairs",
     "plan_dataset",
     "read_ground_truth",
