@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
+from core.cli.fibres import fibres_group
 from core.cli.label_issues import issues
 from core.cli.models import model
 from core.cli.reviewing import label, queue, thresholds
@@ -35,7 +36,7 @@ def cli() -> None:
 
 
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
-                backup, issues, synth, train, card):
+                backup, issues, synth, train, card, fibres_group):
     cli.add_command(command)
 
 

@@ -41,6 +41,7 @@ from core.fibres.measure import (
     truth_summary,
 )
 from core.fibres.orientation import OrientationField, orientation_field, overlay_rgb
+from core.fibres.schema import fibre_migrations, m001_fibre_measurements
 from core.fibres.segment import (
     BACKGROUND_FRACTION,
     DENOISE_PX,
@@ -51,9 +52,21 @@ from core.fibres.segment import (
     segment_wires,
     skeleton_diameters,
 )
+from core.fibres.store import (
+    CSV_COLUMNS,
+    MeasureReport,
+    compare_folders,
+    export_fibres,
+    fibre_results,
+    load_image,
+    measure_images,
+    measure_one,
+    select_images,
+)
 
 __all__ = [
     "BACKGROUND_FRACTION",
+    "CSV_COLUMNS",
     "DENOISE_PX",
     "FIBRE_MODEL",
     "FIBRE_MODEL_KIND",
@@ -71,6 +84,7 @@ __all__ = [
     "Diameters",
     "FibreParams",
     "FibreResult",
+    "MeasureReport",
     "OrientationField",
     "OrientationNet",
     "Segmentation",
@@ -79,17 +93,26 @@ __all__ = [
     "auto_sigma",
     "bin_centres",
     "check_image",
+    "compare_folders",
     "diameter_stats",
     "dominant_direction",
+    "export_fibres",
+    "fibre_migrations",
+    "fibre_results",
     "fraction_within",
+    "load_image",
+    "m001_fibre_measurements",
     "mean_resultant",
     "measure_gradient",
+    "measure_images",
     "measure_learned",
+    "measure_one",
     "net_tiles",
     "order_parameter",
     "orientation_field",
     "overlay_rgb",
     "segment_wires",
+    "select_images",
     "skeleton_diameters",
     "softmax",
     "standardise",

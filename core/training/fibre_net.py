@@ -42,8 +42,8 @@ from core.models import write_card
 from core.progress import Progress, silent
 from core.synth import generate_wires
 
-TOLERANCE_DEG = 15.0
-VERSION = "fibres-orientation-v1"
+FIBRE_TOLERANCE_DEG = 15.0
+FIBRE_NET_VERSION = "fibres-orientation-v1"
 
 
 def _sample(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -55,14 +55,14 @@ def _sample(job: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, float]:
     crop = img[y0:y0 + side, x0:x0 + side].astype(np.float32) / 255.0
     m = tr["mask"][y0:y0 + side, x0:x0 + side]
     a = tr["angle_deg"][y0:y0 + side, x0:x0 + side]
-    t = truth_orientation(m, a, TOLERANCE_DEG)
+    t = truth_orientation(m, a, FIBRE_TOLERANCE_DEG)
     hist = np.asarray(t["histogram"], np.float32)
     if not hist.sum() > 0:
         hist = np.full(STORED_BINS, 1.0 / STORED_BINS, np.float32)  # no wires: no direction
     return net_tiles(crop, NET_INPUT)[0, 0], hist, float(t["aligned_fraction"] or 0.0)
 
 
-def make_data(n: int, base: int, workers: int = 2,
+def fibre_training_data(n: int, base: int, workers: int = 2,
               progress: Progress = silent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     xs, hs, fs = [], [], []
     with ProcessPoolExecutor(workers) as ex:
@@ -112,13 +112,13 @@ def _augment(x: torch.Tensor, h: torch.Tensor, g: torch.Generator) -> tuple[torc
     return x, h
 
 
-def train_net(n_train: int = 2000, n_val: int = 300, epochs: int = 12, seed: int = 0,
+def train_fibre_net(n_train: int = 2000, n_val: int = 300, epochs: int = 12, seed: int = 0,
               progress: Progress = silent) -> tuple[FibreNet, dict[str, Any]]:
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    xtr, htr, ftr = make_data(n_train, 1_000_000 * (seed + 1), progress=progress)
-    xva, hva, fva = make_data(n_val, 1_000_000 * (seed + 1) + 500_000)
+    xtr, htr, ftr = fibre_training_data(n_train, 1_000_000 * (seed + 1), progress=progress)
+    xva, hva, fva = fibre_training_data(n_val, 1_000_000 * (seed + 1) + 500_000)
     t_data = time.perf_counter() - t0
     net = FibreNet()
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-4)
@@ -143,7 +143,7 @@ def train_net(n_train: int = 2000, n_val: int = 300, epochs: int = 12, seed: int
             opt.step()
             sched.step()
             total += loss.item() * len(idx)
-        val = evaluate(net, xva, hva, fva)
+        val = evaluate_fibre_net(net, xva, hva, fva)
         history.append({"epoch": ep + 1, "train_loss": round(total / n_train, 4), **val})
         progress((ep + 1) / epochs, f"epoch {ep + 1}/{epochs}: val {val}")
     info = {"n_train": n_train, "n_val": n_val, "epochs": epochs, "seed": seed,
@@ -153,7 +153,7 @@ def train_net(n_train: int = 2000, n_val: int = 300, epochs: int = 12, seed: int
     return net, info
 
 
-def evaluate(net: FibreNet, x: np.ndarray, h: np.ndarray, f: np.ndarray) -> dict[str, float]:
+def evaluate_fibre_net(net: FibreNet, x: np.ndarray, h: np.ndarray, f: np.ndarray) -> dict[str, float]:
     net.eval()
     with torch.inference_mode():
         out = torch.cat([net(torch.from_numpy(x[i:i + 256])) for i in range(0, len(x), 256)])
@@ -163,7 +163,7 @@ def evaluate(net: FibreNet, x: np.ndarray, h: np.ndarray, f: np.ndarray) -> dict
     return {"val_kl": round(kl, 4), "val_af_mae": round(float(np.mean(np.abs(af - f))), 4)}
 
 
-def export(net: FibreNet, out: Path, info: dict[str, Any]) -> Path:
+def export_fibre_net(net: FibreNet, out: Path, info: dict[str, Any]) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     net.eval()
     example = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (3, 1, NET_INPUT, NET_INPUT))
@@ -177,8 +177,8 @@ def export(net: FibreNet, out: Path, info: dict[str, Any]) -> Path:
                           opset_version=17, dynamo=False)
     proto = onnx.load(str(tmp))
     tmp.unlink()
-    meta = {"kind": FIBRE_MODEL_KIND, "version": VERSION, "input_size": str(NET_INPUT),
-            "bins": str(STORED_BINS), "tolerance_deg": repr(TOLERANCE_DEG),
+    meta = {"kind": FIBRE_MODEL_KIND, "version": FIBRE_NET_VERSION, "input_size": str(NET_INPUT),
+            "bins": str(STORED_BINS), "tolerance_deg": repr(FIBRE_TOLERANCE_DEG),
             "outputs": json.dumps({"0:36": "orientation histogram logits (5° bins, 0–180°, "
                                            "counter-clockwise from x as displayed)",
                                    "36": "aligned fraction logit"}),
@@ -198,30 +198,30 @@ def export(net: FibreNet, out: Path, info: dict[str, Any]) -> Path:
     diff = float(np.abs(got - ref).max())
     if not diff <= 1e-4:
         raise ModelError(f"ONNX Runtime and torch disagree on {str(out)!r}: {diff:.2e}")
-    card = {"version": VERSION, "kind": FIBRE_MODEL_KIND, "model_file": out.name,
+    card = {"version": FIBRE_NET_VERSION, "kind": FIBRE_MODEL_KIND, "model_file": out.name,
             "task": "orientation histogram and aligned fraction of fibres / nanowires",
             "architecture": f"FibreNet: 4 stages of strided 5/3×3 conv + 3×3 conv (widths "
                             f"{list(FibreNet.WIDTHS)}), BN, ReLU, global mean, 64 → 37",
             "parameters": sum(p.numel() for p in net.parameters()),
             "input": f"1×{NET_INPUT}×{NET_INPUT} square tiles of the scan, each standardised",
-            "tolerance_deg": TOLERANCE_DEG, "training_data": "core.synth.generate_wires "
+            "tolerance_deg": FIBRE_TOLERANCE_DEG, "training_data": "core.synth.generate_wires "
             "synthetic images only; never a real micrograph",
             "onnx_check_max_abs_diff": diff, "torch": torch.__version__, **info}
     write_card(out, card)
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def fibre_net_main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--out", type=Path, default=FIBRE_MODEL)
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    net, info = train_net(a.n, max(100, a.n // 6), a.epochs, a.seed,
+    net, info = train_fibre_net(a.n, max(100, a.n // 6), a.epochs, a.seed,
                           progress=lambda f, m: print(f"{100 * f:5.1f}% {m}", flush=True))
-    print(export(net, a.out, info), info["validation"], info["training_seconds"], "s")
+    print(export_fibre_net(net, a.out, info), info["validation"], info["training_seconds"], "s")
 
 
 if __name__ == "__main__":
-    main()
+    fibre_net_main()
