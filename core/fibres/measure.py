@@ -50,7 +50,7 @@ MIN_DIAMETER_SAMPLES = 20
 @dataclass(frozen=True)
 class FibreParams:
     """How to measure. ``sigma``: the structure tensor's window SD in px (None = from the
-    fibres: half their median diameter, 1–12 px); ``tolerance_deg``: the aligned fraction's
+    fibres: half their median diameter, 2–12 px); ``tolerance_deg``: the aligned fraction's
     tolerance; ``min_coherency``: below it a wire pixel has no direction."""
 
     sigma: float | None = None
@@ -146,7 +146,7 @@ def _stored_hist(h180: np.ndarray) -> list[float]:
 
 
 def auto_sigma(d50_px: float | None) -> float:
-    return float(np.clip(0.5 * d50_px, 1.0, 12.0)) if d50_px else 2.0
+    return float(np.clip(0.5 * d50_px, 2.0, 12.0)) if d50_px else 2.0
 
 
 def measure_gradient(scan: np.ndarray, pixel_size_m: float | None = None,
