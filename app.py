@@ -33,6 +33,7 @@ pages = {
         st.Page(ui.REFERENCE_PAGE, title="Reference set", icon=":material/library_books:"),
         st.Page(ui.INGEST_PAGE, title="Ingest", icon=":material/upload:"),
         st.Page(ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
+        st.Page(ui.FIBRES_PAGE, title="Fibres", icon=":material/line_axis:"),
     ],
     "Set-up": [
         st.Page(ui.MODELS_PAGE, title="Models & thresholds", icon=":material/tune:"),

@@ -25,6 +25,7 @@ from ui.cache import (
 from ui.common import (
     DISPLAY_MAX_PX,
     EXPORT_PAGE,
+    FIBRES_PAGE,
     GRID_PAGE,
     INGEST_PAGE,
     MODELS_PAGE,
@@ -46,6 +47,7 @@ from ui.state import K, data_dir, db, db_key, settings
 __all__ = [
     "DISPLAY_MAX_PX",
     "EXPORT_PAGE",
+    "FIBRES_PAGE",
     "GRID_PAGE",
     "INGEST_PAGE",
     "MODELS_PAGE",

@@ -18,6 +18,7 @@ OVERVIEW_PAGE = "pages/data/overview.py"
 REFERENCE_PAGE = "pages/data/reference.py"
 INGEST_PAGE = "pages/data/ingest.py"
 EXPORT_PAGE = "pages/data/export.py"
+FIBRES_PAGE = "pages/data/fibres.py"
 MODELS_PAGE = "pages/setup/models.py"
 DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
 

@@ -63,6 +63,7 @@ from core.fibres.store import (
     measure_one,
     select_images,
 )
+from core.fibres.view import VIEW_MAX_PX, FibreView, fibre_view, image_choices
 
 __all__ = [
     "BACKGROUND_FRACTION",
@@ -81,9 +82,11 @@ __all__ = [
     "PEAK_SMOOTH_DEG",
     "REFINE_DEG",
     "STORED_BINS",
+    "VIEW_MAX_PX",
     "Diameters",
     "FibreParams",
     "FibreResult",
+    "FibreView",
     "MeasureReport",
     "OrientationField",
     "OrientationNet",
@@ -99,7 +102,9 @@ __all__ = [
     "export_fibres",
     "fibre_migrations",
     "fibre_results",
+    "fibre_view",
     "fraction_within",
+    "image_choices",
     "load_image",
     "m001_fibre_measurements",
     "mean_resultant",
