@@ -170,7 +170,9 @@ def measure_images(db: Database, image_ids: Sequence[int], *, method: str = "gra
         with write_tx(db, "storing a fibre measurement"):
             db.execute("DELETE FROM fibre_measurements WHERE image_id = ? AND method = ?",
                        [image_id, method])
-            db["fibre_measurements"].insert(row)
+            cols = list(row)
+            db.execute(f"INSERT INTO fibre_measurements ({', '.join(cols)}) VALUES "
+                       f"({', '.join('?' * len(cols))})", [row[c] for c in cols])
     progress(1.0, f"{rep.measured} measured, {len(rep.failed)} failed, {rep.skipped} already done")
     return rep
 
@@ -184,7 +186,8 @@ def fibre_results(db: Database, *, method: str | None = None,
     """Stored measurements joined with their images, newest layout of ``CSV_COLUMNS`` plus
     ``histogram`` (list) and ``folder``."""
     migrate(db)
-    where, args = [], []
+    where: list[str] = []
+    args: list[Any] = []
     if method:
         where.append("f.method = ?")
         args.append(method)

@@ -15,16 +15,16 @@ from core.images import read_image
 REAL = Path(__file__).resolve().parents[2].parent / "shared" / "real-sem"
 ALIGNED = [  # images with a clear direction (S > 0.7): rotation has a direction to shift
     "nanowires/compass-stc__StructuralGT__StructuralGT_pytest_data_AgNWN_slice0001.tif",
-    "fibres/DReGuerra__morpholoPy__test_cases_experimental_surface_images_cnc-poegma_"
-    "electrospun_mats_images_poegma-cnc_1.65wtpct_elecspun_aligned_400x.png",
+    ("fibres/DReGuerra__morpholoPy__test_cases_experimental_surface_images_cnc-poegma_"
+    "electrospun_mats_images_poegma-cnc_1.65wtpct_elecspun_aligned_400x.png"),
 ]
 WITH_PIXEL_SIZE = [
     "fibres/dvtxc__fibresem__sampledata_sample.01_img08.tif",
     "fibres/dvtxc__fibresem__sampledata_sample.02_img20.tif",
 ]
 ANY = [*ALIGNED, "fibres/psobolewskiPhD__SEM_fiber_analysis__fiber_data_K1.jpg",
-       "fibres/DReGuerra__morpholoPy__test_cases_experimental_surface_images_cnc-poegma_"
-       "electrospun_mats_images_poegma-cnc_1.65wtpct_elecspun_unaligned_400x.png"]
+       ("fibres/DReGuerra__morpholoPy__test_cases_experimental_surface_images_cnc-poegma_"
+       "electrospun_mats_images_poegma-cnc_1.65wtpct_elecspun_unaligned_400x.png")]
 
 
 def real(name):
@@ -69,7 +69,7 @@ def test_rotation_by_any_angle_shifts_the_direction_by_that_angle(name, theta):
 
 
 def test_rotation_of_synthetic_images_shifts_the_true_and_measured_direction():
-    img, t = synth.generate_wires(5, 256, kind="nanowires", databar=False, populations=[
+    img, _t = synth.generate_wires(5, 256, kind="nanowires", databar=False, populations=[
         {"angle_deg": 20.0, "spread_deg": 3.0, "weight": 1.0}])
     a = fibres.measure_gradient(img / 255.0)
     b = fibres.measure_gradient(np.rot90(img, 1) / 255.0)
