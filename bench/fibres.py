@@ -21,16 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core import fibres, synth
-from core.images import read_image
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "real-sem"
+from core import fibres, synth  # noqa: E402 - after the checkout is on the path
+from core.images import read_image  # noqa: E402
+
+REAL = ROOT.parent / "shared" / "real-sem"
 
 
 def _summ(v: list[float]) -> dict[str, float | None]:

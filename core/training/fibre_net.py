@@ -177,7 +177,7 @@ def export_fibre_net(net: FibreNet, out: Path, info: dict[str, Any]) -> Path:
                           opset_version=17, dynamo=False)
     proto = onnx.load(str(tmp))
     tmp.unlink()
-    meta = {"kind": FIBRE_MODEL_KIND, "version": FIBRE_NET_VERSION, "input_size": str(NET_INPUT),
+    meta = {"kind": json.dumps(FIBRE_MODEL_KIND), "version": FIBRE_NET_VERSION, "input_size": str(NET_INPUT),
             "bins": str(STORED_BINS), "tolerance_deg": repr(FIBRE_TOLERANCE_DEG),
             "outputs": json.dumps({"0:36": "orientation histogram logits (5° bins, 0–180°, "
                                            "counter-clockwise from x as displayed)",
