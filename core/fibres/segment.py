@@ -19,8 +19,11 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.spatial import cKDTree
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
+
+from core.images import resize
 
 BACKGROUND_FRACTION = 1 / 20  # background Gaussian SD, as a fraction of the longer side
 DENOISE_PX = 1.0
@@ -60,7 +63,7 @@ def segment_wires(img: np.ndarray) -> Segmentation:
     a = np.asarray(img, np.float32)
     h, w = a.shape
     side = max(h, w)
-    flat = a - ndi.gaussian_filter(a, BACKGROUND_FRACTION * side, mode="reflect")
+    flat = a - _background(a, BACKGROUND_FRACTION * side)
     if float(flat.max() - flat.min()) < 1e-6:
         empty = np.zeros_like(a, bool)
         return Segmentation(empty, empty, 0.0, 0.0)
@@ -71,6 +74,19 @@ def segment_wires(img: np.ndarray) -> Segmentation:
                              max((side / 60.0) ** 2, 2.0 * width * width))
     skel = skeletonize(mask)
     return Segmentation(mask, skel, t, float(mask.mean()))
+
+
+def _background(a: np.ndarray, sigma: float) -> np.ndarray:
+    """A wide Gaussian blur, computed on a grid coarser by sigma / 4 and resized back (the
+    same result to a few per cent of the contrast, at a fraction of the time)."""
+    k = max(1, int(sigma // 4))
+    if k == 1:
+        return ndi.gaussian_filter(a, sigma, mode="reflect")
+    h, w = a.shape
+    hh, ww = h // k * k, w // k * k
+    small = a[:hh, :ww].reshape(hh // k, k, ww // k, k).mean(axis=(1, 3))
+    small = ndi.gaussian_filter(small, sigma / k, mode="reflect")
+    return resize(small, (h, w))
 
 
 def _mean_width(mask: np.ndarray) -> float | None:
@@ -98,7 +114,8 @@ def skeleton_diameters(seg: Segmentation) -> np.ndarray:
     d = dist[ys, xs]
     keep = np.ones(len(ys), bool)
     if branch.any():  # leave out the skeleton within a crossing's reach of a branch point
-        reach = ndi.distance_transform_edt(~branch)[ys, xs]
+        by, bx = np.nonzero(branch)
+        reach, _ = cKDTree(np.column_stack([by, bx])).query(np.column_stack([ys, xs]))
         keep &= reach > 1.5 * d + 1.0
     h, w = mask.shape
     # a fibre end at the border: a half-cut cross-section
