@@ -2,6 +2,13 @@
 one module per group of commands (:mod:`core.cli.root` adds them).
 """
 
+from core.cli.agreement import (
+    agreement_adjudicate,
+    agreement_disputes,
+    agreement_gold,
+    agreement_group,
+    agreement_overlap,
+)
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
 from core.cli.label_issues import issues, issues_find, issues_list
@@ -20,6 +27,11 @@ from core.cli.training import card, card_summary, synth, train
 
 __all__ = [
     "Bar",
+    "agreement_adjudicate",
+    "agreement_disputes",
+    "agreement_gold",
+    "agreement_group",
+    "agreement_overlap",
     "backup",
     "card",
     "card_summary",

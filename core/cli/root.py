@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from core.cli.agreement import agreement_group
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.fibres import fibres_group
 from core.cli.label_issues import issues
@@ -38,6 +39,7 @@ def cli() -> None:
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
                 backup, issues, synth, train, card, fibres_group):
     cli.add_command(command)
+cli.add_command(agreement_group, name="agreement")
 
 
 def main() -> None:
