@@ -31,8 +31,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core import fibres, synth  # noqa: E402 - after the checkout is on the path
-from core.images import read_image  # noqa: E402
+from core import fibres, synth
+from core.images import read_image
 
 REAL = ROOT.parent / "shared" / "real-sem"
 
