@@ -11,6 +11,13 @@ from core.cli.agreement import (
 )
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
+from core.cli.fibres import (
+    fibres_compare,
+    fibres_export,
+    fibres_group,
+    fibres_measure,
+    fibres_train,
+)
 from core.cli.label_issues import issues, issues_find, issues_list
 from core.cli.models import (
     model,
@@ -56,6 +63,11 @@ __all__ = [
     "demo",
     "emit",
     "export",
+    "fibres_compare",
+    "fibres_export",
+    "fibres_group",
+    "fibres_measure",
+    "fibres_train",
     "friendly",
     "ingest",
     "init",

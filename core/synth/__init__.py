@@ -20,6 +20,7 @@ from core.synth.particles import (
     particle_micrograph,
     write_particle_dataset,
 )
+from core.synth.wires import WIRE_KINDS, generate_wires
 
 __all__ = [
     "CLASSES",
@@ -31,8 +32,10 @@ __all__ = [
     "SHAPES",
     "SURFACES",
     "SYNTH_VERSION",
+    "WIRE_KINDS",
     "contact_sheet",
     "generate",
+    "generate_wires",
     "mix_pairs",
     "particle_micrograph",
     "plan_dataset",

@@ -3,7 +3,7 @@ ONNX export with a model card, training recipes (the shipped default model), ret
 the reviewers' labels on leak-free held-out groups, comparing a candidate with the active
 model, and finding likely mislabelled reference images.
 
-The modules that need torch (cnn, texture, onnx_export, recipes) are imported when one of
+The modules that need torch (cnn, texture, onnx_export, recipes, fibre_net) are imported when one of
 their names is first used (``core.training.train_arrays``): importing ``core.training`` to
 compare, retrain in the background or list label issues does not load torch into the app.
 """
@@ -62,6 +62,16 @@ if TYPE_CHECKING:
         n_parameters,
         train,
         train_arrays,
+    )
+    from core.training.fibre_net import (
+        FIBRE_NET_VERSION,
+        FIBRE_TOLERANCE_DEG,
+        FibreNet,
+        evaluate_fibre_net,
+        export_fibre_net,
+        fibre_net_main,
+        fibre_training_data,
+        train_fibre_net,
     )
     from core.training.onnx_export import build_card, export_onnx
     from core.training.particle_net import (
@@ -132,6 +142,14 @@ _LAZY = {
     "TextureNet": "texture",
     "texture_features": "texture",
     "train_texture": "texture",
+    "FIBRE_NET_VERSION": "fibre_net",
+    "FIBRE_TOLERANCE_DEG": "fibre_net",
+    "FibreNet": "fibre_net",
+    "evaluate_fibre_net": "fibre_net",
+    "export_fibre_net": "fibre_net",
+    "fibre_net_main": "fibre_net",
+    "fibre_training_data": "fibre_net",
+    "train_fibre_net": "fibre_net",
     "build_card": "onnx_export",
     "export_onnx": "onnx_export",
     "DEFAULT_N_PER_CLASS": "recipes",
@@ -184,6 +202,8 @@ __all__ = [
     "EPS",
     "FAMILIES",
     "FEATURE_VERSION",
+    "FIBRE_NET_VERSION",
+    "FIBRE_TOLERANCE_DEG",
     "FINE_TUNE_LR",
     "GABOR_ORIENTATIONS",
     "GABOR_SIZE",
@@ -208,6 +228,7 @@ __all__ = [
     "TEXTURE_THREADS",
     "THREADS",
     "WIDTHS",
+    "FibreNet",
     "IssueReport",
     "Item",
     "ParticleTrainResult",
@@ -224,8 +245,12 @@ __all__ = [
     "compare",
     "comparison_text",
     "evaluate",
+    "evaluate_fibre_net",
+    "export_fibre_net",
     "export_onnx",
     "export_particles",
+    "fibre_net_main",
+    "fibre_training_data",
     "find_issues",
     "folder_items",
     "gather_labels",
@@ -250,6 +275,7 @@ __all__ = [
     "train",
     "train_arrays",
     "train_default_particles",
+    "train_fibre_net",
     "train_folder",
     "train_from_records",
     "train_particles",
