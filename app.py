@@ -37,6 +37,8 @@ pages = {
         st.Page(ui.AGREEMENT_PAGE, title="Agreement", icon=":material/handshake:"),
         st.Page(ui.INGEST_PAGE, title="Ingest", icon=":material/upload:"),
         st.Page(ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
+        st.Page(ui.PARTICLES_PAGE, title="Particles", icon=":material/scatter_plot:"),
+        st.Page(ui.FIBRES_PAGE, title="Fibres", icon=":material/line_axis:"),
     ],
     "Set-up": [
         st.Page(ui.MODELS_PAGE, title="Models & thresholds", icon=":material/tune:"),

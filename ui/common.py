@@ -18,9 +18,11 @@ OVERVIEW_PAGE = "pages/data/overview.py"
 REFERENCE_PAGE = "pages/data/reference.py"
 INGEST_PAGE = "pages/data/ingest.py"
 EXPORT_PAGE = "pages/data/export.py"
+FIBRES_PAGE = "pages/data/fibres.py"
 MODELS_PAGE = "pages/setup/models.py"
 ADJUDICATE_PAGE = "pages/label/adjudicate.py"
 AGREEMENT_PAGE = "pages/data/agreement.py"
+PARTICLES_PAGE = "pages/data/particles.py"
 DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
 
 

@@ -12,8 +12,10 @@ import click
 
 from core.cli.agreement import agreement_group
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
+from core.cli.fibres import fibres_group
 from core.cli.label_issues import issues
 from core.cli.models import model
+from core.cli.particles import particles
 from core.cli.reviewing import label, queue, thresholds
 from core.cli.training import card, synth, train
 from core.config import Settings
@@ -36,7 +38,7 @@ def cli() -> None:
 
 
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
-                backup, issues, synth, train, card):
+                backup, issues, synth, train, card, particles, fibres_group):
     cli.add_command(command)
 cli.add_command(agreement_group, name="agreement")
 
