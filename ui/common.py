@@ -36,10 +36,10 @@ QUEUE_LABELS = {
 
 
 QUEUE_HELP = ("Uncertain: the model is not confident · Mixed: between two categories or showing "
-              "several · Spot-check: auto-accepted labels, the model's answer shown · Blind "
-              "spot-check: a random sample of the auto-accepted ones with the answer hidden — only "
-              "these (and labels given in the other queues) measure the auto-accept error rate · "
-              "All unreviewed: every queue.")
+              "several · Confident: above the accept threshold (auto-labelled once the model is "
+              "certified), the model's answer shown · Blind spot-check: a random sample of the "
+              "confident ones with the answer hidden — only these (and labels given in the other "
+              "queues) measure how often auto-accepting is wrong · All unreviewed: every queue.")
 
 
 ORDER_LABELS = {  # short: they are buttons (a select box would keep the keyboard focus)

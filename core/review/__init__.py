@@ -28,7 +28,6 @@ from core.review.claims import claim, release_claims
 from core.review.heldout import HeldOut, heldout_predictions
 from core.review.labels import (
     HUMAN_ACTIONS,
-    INDEPENDENT_SQL,
     SPECIAL_LABELS,
     clean_classes,
     clean_label,
@@ -60,6 +59,7 @@ from core.review.reference import REFERENCE_PAGE, RefFilter, reference_facets, s
 from core.review.routing import (
     BLIND_QUEUE,
     GLOBAL,
+    INDEPENDENT_SQL,
     NO_SIGNAL,
     QUEUES,
     Thresholds,

@@ -34,8 +34,7 @@ from sqlite_utils import Database
 
 from core.errors import NotFound
 from core.models import DEFAULT_LEVEL, DEFAULT_TARGET, active_model, min_clean_accepted
-from core.review.routing import GLOBAL
-from core.store import HUMAN_SOURCES
+from core.review.routing import GLOBAL, INDEPENDENT_SQL
 
 PROVISIONAL = "provisional"
 CERTIFIED = "certified"
@@ -163,14 +162,13 @@ def heldout_count(db: Database, model_id: int, names: list[str]) -> int:
     if not names:
         return 0
     marks = ", ".join("?" for _ in names)
-    people = ", ".join("?" for _ in HUMAN_SOURCES)
-    return int(db.execute(
+    return int(db.execute(  # independent labels only, as heldout_predictions takes them
         "SELECT COUNT(*) FROM current_labels c CROSS JOIN predictions p "
         "ON p.image_id = c.image_id AND p.model_id = ? "
-        f"WHERE c.source IN ({people}) AND c.label IN ({marks}) AND NOT EXISTS (SELECT 1 FROM "
+        f"WHERE {INDEPENDENT_SQL} AND c.label IN ({marks}) AND NOT EXISTS (SELECT 1 FROM "
         "model_images t WHERE t.model_id = p.model_id AND t.image_id = c.image_id "
         "AND t.role = 'train')",
-        [model_id, *HUMAN_SOURCES, *names],
+        [model_id, *names],
     ).fetchone()[0])
 
 

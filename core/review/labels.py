@@ -31,10 +31,6 @@ SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 
 
-# Labels that are evidence of the model's error rate: human or imported, and not a confirmation
-# of an auto-accepted label made while seeing it (one-key "yes" to the model flatters it).
-# ``c`` is the current_labels (or label_events) alias.
-INDEPENDENT_SQL = "(c.source IN ('human', 'import') AND c.context IS NOT 'auto')"
 
 _LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
 

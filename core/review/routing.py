@@ -37,6 +37,10 @@ QUEUES = ("uncertain", "mixed", "auto")
 # queue, shown with the model's answer hidden; its decisions (context 'blind') are the
 # independent measure of how often auto-accepting is wrong.
 BLIND_QUEUE = "blind"
+# Labels that are evidence of the model's error rate: human or imported, and not a confirmation
+# of an auto-accepted label made while seeing it (one-key "yes" to the model flatters it).
+# ``c`` is the current_labels (or label_events) alias.
+INDEPENDENT_SQL = "(c.source IN ('human', 'import') AND c.context IS NOT 'auto')"
 GLOBAL = "*"
 
 
