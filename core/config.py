@@ -101,6 +101,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upload_max_mb", 512, "largest upload (file or zip)", _integer),
     Setting("max_pixels", 200_000_000, "largest image decoded (decompression-bomb guard)",
             _integer),
+    Setting("decode_mb", 512, "most memory for decoded images at once while ingesting or "
+            "predicting, in MB; a larger image is decoded alone", _integer),
     Setting("thumb_px", 256, "longest side of the stored thumbnails, in pixels", _integer),
     Setting("batch_size", 32, "images per ONNX Runtime call", _integer),
     Setting("claim_seconds", 300, "how long a reviewer's claim on an image lasts", _integer),
@@ -122,6 +124,7 @@ class Settings:
     roots: list[str] = field(default_factory=lambda: list(_BY_NAME["roots"].default))
     upload_max_mb: int = _BY_NAME["upload_max_mb"].default
     max_pixels: int = _BY_NAME["max_pixels"].default
+    decode_mb: int = _BY_NAME["decode_mb"].default
     thumb_px: int = _BY_NAME["thumb_px"].default
     batch_size: int = _BY_NAME["batch_size"].default
     claim_seconds: int = _BY_NAME["claim_seconds"].default

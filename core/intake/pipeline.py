@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,10 +24,10 @@ from sqlite_utils import Database
 
 from core.config import NFFA_CLASSES, Settings
 from core.files import sha256_file
-from core.images import SemImage, read_image, thumbnail_jpeg
+from core.images import WORK_SIDE, SemImage, decode_bytes, read_image, thumbnail_jpeg
 from core.intake.predict import _reason, _record_failures, store_predictions
 from core.intake.sources import find_images, folder_label, group_key
-from core.intake.threads import _timer, pipelined
+from core.intake.threads import ByteBudget, _timer, pipelined
 from core.models import Classifier
 from core.progress import Progress, counted
 from core.review import import_labels, sync_auto_labels
@@ -79,19 +79,23 @@ class _Loaded:
     t: dict[str, float]
 
 
-def _load(path: Path, clf: Classifier | None, settings: Settings, *, decode: bool = True) -> _Loaded:
+def _load(path: Path, clf: Classifier | None, settings: Settings, budget: ByteBudget) -> _Loaded:
+    """Hash, decode, thumbnail and model input of one file. The decoded frame exists only
+    inside the budget's hold: what is kept for the batch is the thumbnail, the model input and
+    the description (``SemImage.without_pixels``), a few hundred KB whatever the image size."""
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     st = path.stat()
     sha = sha256_file(path)
     t0 = _timer(t, "hash", t0)
-    if not decode:
-        return _Loaded(path, st.st_size, st.st_mtime, sha, None, None, None, t)
-    img = read_image(path, max_pixels=settings.max_pixels)
-    t0 = _timer(t, "decode", t0)
-    scan = img.scan
-    thumb = thumbnail_jpeg(scan, settings.thumb_px)
-    x = clf.prepare(scan) if clf is not None else None
+    with budget.hold(decode_bytes(path, WORK_SIDE)):
+        img = read_image(path, max_pixels=settings.max_pixels, max_side=WORK_SIDE)
+        t0 = _timer(t, "decode", t0)
+        scan = img.scan
+        thumb = thumbnail_jpeg(scan, settings.thumb_px)
+        x = clf.prepare(scan) if clf is not None else None
+        del scan
+        img = img.without_pixels()
     _timer(t, "preprocess", t0)
     return _Loaded(path, st.st_size, st.st_mtime, sha, img, thumb, x, t)
 
@@ -106,9 +110,12 @@ def ingest(
     settings: Settings | None = None,
     progress: Progress | None = None,
     workers: int = 2,
+    roots: Sequence[str | Path] | None = None,
 ) -> IngestReport:
     """Ingest image files and folders (recursively). With a classifier (and its registered
-    ``model_id``) every new image is predicted and routed in the same pass."""
+    ``model_id``) every new image is predicted and routed in the same pass. With ``roots``
+    (the app: ``SEMTRIAGE_ROOTS``) a symbolic link found inside is followed only to a file
+    under one of them. Only regular files are read (see :func:`core.intake.find_images`)."""
     settings = settings or Settings()
     if classifier is not None and model_id is None:
         raise ValueError("ingest with a classifier needs its model_id (see core.models.register_model)")
@@ -117,7 +124,7 @@ def ingest(
     paths = list(paths)
     roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
                    key=lambda r: -len(r.parts))
-    files, rep.ignored, pre_failed = find_images(paths)
+    files, rep.ignored, pre_failed = find_images(paths, roots)
     rep.failed += pre_failed
     rep.scanned = len(files) + len(pre_failed)
     known = list(classifier.class_names if classifier else []) + NFFA_CLASSES
@@ -211,8 +218,10 @@ def ingest(
         batch, dups, failed, labels = [], [], [], []
         pending_sha.clear()
 
+    budget = ByteBudget(settings.decode_mb * 2**20)
+
     def load(p: Path) -> _Loaded:
-        return _load(p, classifier, settings)
+        return _load(p, classifier, settings, budget)
 
     for path, res in pipelined(todo, load, workers, depth=max(4, settings.batch_size * 2)):
         done += 1

@@ -19,8 +19,8 @@ from sqlite_utils import Database
 
 from core.config import Settings
 from core.errors import ImageReadError
-from core.images import read_image
-from core.intake.threads import _timer, pipelined
+from core.images import WORK_SIDE, decode_bytes, read_image
+from core.intake.threads import ByteBudget, _timer, pipelined
 from core.models import Classifier, active_model, entropy
 from core.progress import Progress, counted
 from core.review import decide_queue, for_class, get_thresholds, sync_auto_labels
@@ -65,20 +65,26 @@ def predict_files(
     batch_size: int = 32,
     workers: int = 2,
     timings: dict[str, float] | None = None,
+    decode_bytes_limit: int = 512 * 2**20,
 ) -> Iterator[FilePrediction]:
     """Read every file of ``paths`` (in ``workers`` threads), prepare it for ``classifier`` and
     run the model in batches of ``batch_size``: one :class:`FilePrediction` per path, in input
     order, streamed batch by batch (``paths`` is read lazily, a bounded number ahead). A file
     that cannot be read is answered with its reason; the rest go on. Touches no database.
-    ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given."""
+    ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given.
+    At most ``decode_bytes_limit`` bytes of decoded frames exist at once (a larger image is
+    decoded alone); only the model inputs wait for their batch."""
     times = timings if timings is not None else {}
+    budget = ByteBudget(decode_bytes_limit)
 
     def load(path: str | Path) -> tuple[np.ndarray, dict[str, float]]:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
-        img = read_image(path, max_pixels=max_pixels)
-        t0 = _timer(t, "decode", t0)
-        x = classifier.prepare(img.scan)
+        with budget.hold(decode_bytes(path, WORK_SIDE)):
+            img = read_image(path, max_pixels=max_pixels, max_side=WORK_SIDE)
+            t0 = _timer(t, "decode", t0)
+            x = classifier.prepare(img.scan)
+            del img
         _timer(t, "preprocess", t0)
         return x, t
 
@@ -278,7 +284,8 @@ def predict_pending(
     # rows() pages by id from a snapshot of what is missing, so the predictions flush() writes
     # do not disturb it; predict_files answers in input order, one answer per path
     stream = predict_files(paths(), classifier, max_pixels=settings.max_pixels,
-                           batch_size=settings.batch_size, workers=workers, timings=timings)
+                           batch_size=settings.batch_size, workers=workers, timings=timings,
+                           decode_bytes_limit=settings.decode_mb * 2**20)
     for done, res in enumerate(stream, start=1):
         row = queued.popleft()
         if res.probs is None:

@@ -64,7 +64,7 @@ def _check_image(name: str, head: bytes) -> str | None:
         )
     got = sniff_kind(head)
     if got is None:
-        return f"content is not a {want} image (its first bytes are {head[:8]!r})"
+        return f"content is not a {want} image (no {want} signature at its start)"
     if got != want:
         return f"content is a {got} image but the name says {suffix}"
     return None

@@ -19,7 +19,7 @@ if model is None:
                "on **Models & thresholds**.", icon=":material/warning:")
 
 
-def run_ingest(groups: list[tuple[list, bool]]) -> None:
+def run_ingest(groups: list[tuple[list, bool]], roots: list) -> None:
     """Ingest each (paths, labels_from_folders) group with one progress bar; show the report."""
     try:
         clf = ui.classifier(model) if model else None
@@ -35,7 +35,7 @@ def run_ingest(groups: list[tuple[list, bool]]) -> None:
                 continue
             rep = intake.ingest(
                 db, paths, classifier=clf, model_id=model["id"] if model else None,
-                labels_from_folders=from_folders, settings=cfg,
+                labels_from_folders=from_folders, settings=cfg, roots=roots,
                 progress=lambda f, m: bar.progress(f, text=m),
             )
             failed += rep.failed
@@ -81,7 +81,7 @@ with tab_up:
             # a folder label only makes sense for files inside a zip's class folder
             nested = [p for p in saved if p.parent != dest]
             flat = [p for p in saved if p.parent == dest]
-            run_ingest([(nested, up_labels), (flat, False)])
+            run_ingest([(nested, up_labels), (flat, False)], [dest])
 
 with tab_dir:
     st.caption("Allowed folders (SEMTRIAGE_ROOTS): " + ", ".join(f"`{r}`" for r in cfg.roots))
@@ -97,4 +97,4 @@ with tab_dir:
             if not path.is_dir():
                 st.error(f"{ui.esc(str(path))} is not a folder on the server.", icon=":material/error:")
             else:
-                run_ingest([([path], dir_labels)])
+                run_ingest([([path], dir_labels)], cfg.roots)
