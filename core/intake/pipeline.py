@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
+from core.access import User, require_admin
 from core.config import NFFA_CLASSES, Settings
 from core.files import sha256_file
 from core.images import WORK_SIDE, SemImage, decode_bytes, read_image, thumbnail_jpeg
@@ -45,6 +46,8 @@ class IngestReport:
     labelled: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    duplicate_paths: list[str] = field(default_factory=list)  # files whose image was stored already
+    labels_kept: int = 0  # images whose own label a folder name would have replaced
 
     def summary(self) -> str:
         parts = [
@@ -57,6 +60,9 @@ class IngestReport:
             parts.append(f"{self.predicted} predicted")
         if self.labelled:
             parts.append(f"{self.labelled} labels imported")
+        if self.labels_kept:
+            parts.append(f"{self.labels_kept} images kept their own label (not replaced by "
+                         "the folder name)")
         if self.ignored:
             parts.append(f"{self.ignored} non-image files ignored")
         return f"{self.scanned} files: " + ", ".join(parts)
@@ -111,12 +117,21 @@ def ingest(
     progress: Progress | None = None,
     workers: int = 2,
     roots: Sequence[str | Path] | None = None,
+    importer: str = "import",
+    replace_labels: bool = False,
+    by: User | None = None,
 ) -> IngestReport:
     """Ingest image files and folders (recursively). With a classifier (and its registered
     ``model_id``) every new image is predicted and routed in the same pass. With ``roots``
     (the app: ``SEMTRIAGE_ROOTS``) a symbolic link found inside is followed only to a file
-    under one of them. Only regular files are read (see :func:`core.intake.find_images`)."""
+    under one of them. Only regular files are read (see :func:`core.intake.find_images`).
+
+    Folder labels are recorded under ``importer`` (the app: ``import:<who uploaded>``) and
+    never replace an image's existing label unless ``replace_labels``, which only an
+    administrator (``by``) may ask for."""
     settings = settings or Settings()
+    if replace_labels and labels_from_folders:
+        require_admin(by, "replace existing labels with folder names")
     if classifier is not None and model_id is None:
         raise ValueError("ingest with a classifier needs its model_id (see core.models.register_model)")
     rep = IngestReport()
@@ -209,11 +224,15 @@ def ingest(
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
                 labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
             if labels:
-                rep.labelled += import_labels(db, labels)
+                kept: list[int] = []
+                rep.labelled += import_labels(db, labels, reviewer=importer,
+                                              replace=replace_labels, kept=kept)
+                rep.labels_kept += len(set(kept))
             _record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.added += len(batch)
         rep.duplicates += len(dups)
+        rep.duplicate_paths += [str(d.path) for d, _ in dups]
         rep.failed += failed
         batch, dups, failed, labels = [], [], [], []
         pending_sha.clear()
