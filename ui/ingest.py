@@ -35,7 +35,7 @@ def start(model: dict[str, Any] | None, *, uploads: list[Path] = (), folder: Pat
             if folder is not None:
                 return intake.ingest(own, [folder], classifier=clf, model_id=model_id,
                                      labels_from_folders=labels, settings=cfg, progress=progress,
-                                     roots=cfg.roots, importer=f"import:{by.name or 'upload'}",
+                                     allowed_roots=cfg.roots, importer=f"import:{by.name or 'upload'}",
                                      replace_labels=replace, by=by)
             total = intake.IngestReport()
             for up in uploads:

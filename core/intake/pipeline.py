@@ -116,14 +116,14 @@ def ingest(
     settings: Settings | None = None,
     progress: Progress | None = None,
     workers: int = 2,
-    roots: Sequence[str | Path] | None = None,
+    allowed_roots: Sequence[str | Path] | None = None,
     importer: str = "import",
     replace_labels: bool = False,
     by: User | None = None,
 ) -> IngestReport:
     """Ingest image files and folders (recursively). With a classifier (and its registered
-    ``model_id``) every new image is predicted and routed in the same pass. With ``roots``
-    (the app: ``SEMTRIAGE_ROOTS``) a symbolic link found inside is followed only to a file
+    ``model_id``) every new image is predicted and routed in the same pass. With
+    ``allowed_roots`` (the app: ``SEMTRIAGE_ROOTS``) a symbolic link found inside is followed only to a file
     under one of them. Only regular files are read (see :func:`core.intake.find_images`).
 
     Folder labels are recorded under ``importer`` (the app: ``import:<who uploaded>``) and
@@ -139,7 +139,7 @@ def ingest(
     paths = list(paths)
     roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
                    key=lambda r: -len(r.parts))
-    files, rep.ignored, pre_failed = find_images(paths, roots)
+    files, rep.ignored, pre_failed = find_images(paths, allowed_roots)
     rep.failed += pre_failed
     rep.scanned = len(files) + len(pre_failed)
     known = list(classifier.class_names if classifier else []) + NFFA_CLASSES

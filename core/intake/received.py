@@ -52,7 +52,7 @@ def ingest_upload(
             continue
         rep = ingest(db, group, classifier=classifier, model_id=model_id,
                      labels_from_folders=labels, settings=settings, progress=progress,
-                     roots=[root], importer=f"import:{who}", replace_labels=replace_labels, by=by)
+                     allowed_roots=[root], importer=f"import:{who}", replace_labels=replace_labels, by=by)
         _add(total, rep)
     discard_copies(db, root, total.duplicate_paths + [p for p, _ in total.failed])
     return total
