@@ -29,7 +29,7 @@ from core.images import WORK_SIDE, SemImage, decode_bytes, read_image, thumbnail
 from core.intake.predict import _reason, _record_failures, store_predictions
 from core.intake.sources import find_images, folder_label, group_key
 from core.intake.threads import ByteBudget, _timer, pipelined
-from core.models import Classifier
+from core.models import NON_FINITE_REASON, Classifier, finite_rows
 from core.progress import Progress, counted
 from core.review import import_labels, sync_auto_labels
 from core.store import now_iso, write_tx
@@ -218,8 +218,11 @@ def ingest(
             )
             db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in file_rows])
             if probs is not None and classifier is not None and model_id is not None:
-                store_predictions(db, model_id, classifier.class_names, ids, probs)
-                rep.predicted += len(ids)
+                ok = finite_rows(probs)
+                failed += [(str(b.path), NON_FINITE_REASON) for b, good in zip(batch, ok) if not good]
+                store_predictions(db, model_id, classifier.class_names,
+                                  [i for i, good in zip(ids, ok) if good], probs[ok])
+                rep.predicted += int(ok.sum())
             if labels_from_folders:
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
                 labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
@@ -242,7 +245,8 @@ def ingest(
     def load(p: Path) -> _Loaded:
         return _load(p, classifier, settings, budget)
 
-    for path, res in pipelined(todo, load, workers, depth=max(4, settings.batch_size * 2)):
+    batch_size = min(settings.batch_size, classifier.info.max_batch) if classifier else settings.batch_size
+    for path, res in pipelined(todo, load, workers, depth=max(2, batch_size * 2)):
         done += 1
         if isinstance(res, BaseException):
             failed.append((str(path), _reason(res)))
@@ -257,7 +261,7 @@ def ingest(
             else:
                 pending_sha[res.sha] = res
                 batch.append(res)
-        if len(batch) >= settings.batch_size or len(dups) + len(failed) >= 256:
+        if len(batch) >= batch_size or len(dups) + len(failed) >= 256:
             flush()
         if done % 8 == 0 or done == total:
             counted(progress, done, total, path.name)

@@ -21,7 +21,7 @@ from core.config import Settings
 from core.errors import ImageReadError
 from core.images import WORK_SIDE, decode_bytes, read_image
 from core.intake.threads import ByteBudget, _timer, pipelined
-from core.models import Classifier, active_model, entropy
+from core.models import NON_FINITE_REASON, Classifier, NonFiniteOutput, active_model, entropy
 from core.progress import Progress, counted
 from core.review import decide_queue, for_class, get_thresholds, sync_auto_labels
 from core.store import now_iso, write_tx
@@ -101,11 +101,16 @@ def predict_files(
             ok = iter(probs)
             for item in pending:
                 if item.error is None:
-                    item.probs = next(ok)
+                    row = next(ok)
+                    if np.isfinite(row).all():
+                        item.probs = row
+                    else:
+                        item.error = NON_FINITE_REASON
         out, pending, xs, n_failed = pending, [], [], 0
         return out
 
-    for path, res in pipelined(paths, load, workers, depth=max(4, batch_size * 2)):
+    batch_size = max(1, min(batch_size, classifier.info.max_batch))
+    for path, res in pipelined(paths, load, workers, depth=max(2, batch_size * 2)):
         if isinstance(res, BaseException):
             pending.append(FilePrediction(str(path), error=_reason(res)))
             n_failed += 1
@@ -176,6 +181,10 @@ def store_predictions(
     images ``items`` = [(image id, sha256), ...]: top-2, margin, entropy, and the queue and
     reason under the stored thresholds, replacing an earlier prediction of that model; an
     image a person already labelled is marked done. One transaction (or the caller's)."""
+    bad = int((~np.isfinite(probs).all(axis=1)).sum()) if len(probs) else 0
+    if bad:  # the callers drop such rows first; a raw IntegrityError helps nobody
+        raise NonFiniteOutput(f"{bad} of {len(probs)} predictions of model {model_id} are NaN or "
+                              "infinite; nothing was stored")
     with write_tx(db, "storing predictions"):
         db.conn.executemany(_INSERT_PRED, _prediction_rows(db, class_names, model_id, items, probs))
         _mark_done(db, [i for i, _ in items])

@@ -22,7 +22,16 @@ from core.models.calibration import (
     wilson,
 )
 from core.models.cards import card_path, read_card, require_card, write_card
-from core.models.classifier import METADATA_KEYS, Classifier, ModelInfo, entropy
+from core.models.classifier import (
+    METADATA_KEYS,
+    NON_FINITE_REASON,
+    Classifier,
+    ModelInfo,
+    NonFiniteOutput,
+    batch_limit,
+    entropy,
+    finite_rows,
+)
 from core.models.registry import (
     active_model,
     discard,
@@ -56,6 +65,10 @@ __all__ = [
     "METADATA_KEYS",
     "Classifier",
     "ModelInfo",
+    "NON_FINITE_REASON",
+    "NonFiniteOutput",
+    "batch_limit",
+    "finite_rows",
     "OnnxSession",
     "Recommendation",
     "active_model",
