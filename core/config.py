@@ -10,6 +10,7 @@ class names of the NFFA-Europe taxonomy.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -63,6 +64,18 @@ def _names(raw: str) -> list[str]:
     return [u.strip() for u in raw.split(",") if u.strip()]
 
 
+def _networks(raw: str) -> list[str]:
+    out = []
+    for item in _names(raw):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5, "
+                             "10.0.0.0/8, ::1)") from None
+        out.append(item)
+    return out
+
+
 def _auth(raw: str) -> str:
     mode = raw.strip().lower()
     if mode not in AUTH_MODES:
@@ -110,6 +123,12 @@ SETTINGS: tuple[Setting, ...] = (
             "`oidc` (`st.login`); see `docs/DEPLOY.md`", _auth),
     Setting("auth_header", "X-Forwarded-User", "with `proxy`: the header naming the signed-in "
             "user", _header),
+    Setting("trusted_proxies", ["127.0.0.1", "::1"], "with `proxy`: addresses (or networks, "
+            "`10.0.0.0/8`) the user header is accepted from; `,`-separated", _networks,
+            shown="127.0.0.1,::1"),
+    Setting("proxy_secret", "", "with `proxy`: when set, the header is accepted only from a "
+            "request that also carries `X-SemTriage-Proxy-Secret` with this value", _text,
+            shown="empty"),
     Setting("admin_users", [], "who may change thresholds and models and delete; empty = "
             "everyone with `none`, nobody with sign-in", _names, shown="empty"),
 )
@@ -130,6 +149,9 @@ class Settings:
     claim_seconds: int = _BY_NAME["claim_seconds"].default
     auth: str = _BY_NAME["auth"].default
     auth_header: str = _BY_NAME["auth_header"].default
+    trusted_proxies: list[str] = field(
+        default_factory=lambda: list(_BY_NAME["trusted_proxies"].default))
+    proxy_secret: str = _BY_NAME["proxy_secret"].default
     admin_users: list[str] = field(default_factory=lambda: list(_BY_NAME["admin_users"].default))
 
     @classmethod
