@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.helpers.browser import CHROMIUM, CHROMIUM_ARGS, need_chromium, settle, start_server, stop_server
+from tests.helpers.browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    need_chromium,
+    settle,
+    start_server,
+    stop_server,
+)
 from tests.helpers.proxy import header_proxy
 
 pytestmark = pytest.mark.browser
