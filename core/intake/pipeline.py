@@ -187,6 +187,13 @@ def ingest(
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
         with write_tx(db, "storing ingested images"):
+            # another ingest of the same files may have stored some since they were looked up
+            # (two at once: the write lock orders them, this re-check under it makes them copies)
+            raced = [(b, _image_id(db, b.sha)) for b in batch]
+            dups += [(b, i) for b, i in raced if i is not None]
+            batch = [b for b, i in raced if i is None]
+            if probs is not None:
+                probs = probs[np.array([i is None for _, i in raced], dtype=bool)]
             ids: list[tuple[int, str]] = []
             for b in batch:
                 img = b.img
