@@ -41,6 +41,13 @@ NFFA_CLASSES = [
     "tips",
 ]
 
+LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
+"""A class name or label: 1–64 letters, digits, spaces or . + - / ( ) — nothing Markdown,
+HTML or Plotly reads as markup (no brackets, <, >, !, *, backticks). One rule for the labels
+people give (core.review) and the class names a model declares (core.models)."""
+VERSION_RE = re.compile(r"^\w[\w .+\-/():@]{0,127}$")
+"""A model version name (shown in the app): like a label, also ``:`` and ``@``, up to 128."""
+
 AUTH_MODES = ("none", "proxy", "oidc")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 

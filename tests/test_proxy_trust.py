@@ -1,5 +1,6 @@
-"""Issue 18, finding 8: in ``proxy`` mode the user header is believed only from a trusted proxy
-address, or with the shared secret; the shipped Streamlit config listens on localhost only."""
+"""Issue 18, findings 8 and 10: in ``proxy`` mode the user header is believed only from a trusted proxy
+address, or with the shared secret; the shipped Streamlit config listens on localhost only and
+shows no traceback (server paths) in the browser."""
 
 from __future__ import annotations
 
@@ -43,3 +44,8 @@ def test_the_shipped_server_listens_on_localhost_only():
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert cfg["server"]["address"] == "127.0.0.1"
     assert "0.0.0.0" not in (ROOT / "scripts" / "app.sh").read_text(encoding="utf-8")
+
+
+def test_the_browser_never_gets_a_traceback():
+    cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert cfg["client"]["showErrorDetails"] in ("type", "none")

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import LABEL_RE, VERSION_RE
 from core.errors import ModelError
 from core.images.preprocess import prepare
 from core.models.calibration import softmax
@@ -142,6 +143,18 @@ class Classifier(OnnxSession):
             raise ModelError(f"Model {where!r}: class_names must be a list of non-empty strings, got {names!r}")
         if len(set(names)) != len(names):
             raise ModelError(f"Model {where!r}: class_names has duplicates: {names!r}")
+        odd = [n for n in names if not LABEL_RE.match(n)]
+        if odd:  # the same rule as a label: a class the app could never record is refused here
+            raise ModelError(
+                f"Model {where!r}: class names {odd!r} cannot be labels: use 1–64 letters, "
+                "digits, spaces or . + - / ( ) (no markup such as [ ] < > ! * `)"
+            )
+        version = meta.get("version")
+        if version and not VERSION_RE.match(str(version)):
+            raise ModelError(
+                f"Model {where!r}: version {str(version)[:80]!r} is not a plain name: use up to "
+                "128 letters, digits, spaces or . + - / ( ) : @"
+            )
         channels = int(meta.get("channels") or static(c) or 1)
         if static(c) and static(c) != channels:
             raise ModelError(f"Model {where!r}: metadata says {channels} channels, input has {c}")

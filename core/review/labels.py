@@ -11,12 +11,12 @@ Auto-accepted labels never overwrite a human label.
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 from sqlite_utils import Database
 
+from core.config import LABEL_RE
 from core.errors import ClaimConflict, InvalidValue, NotFound, StoreError
 from core.models import active_model
 from core.store import now_iso, write_tx
@@ -25,7 +25,7 @@ SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 
 
-_LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
+_LABEL_RE = LABEL_RE  # one rule with the class names models declare (core.config)
 
 
 def clean_reviewer(reviewer: str) -> str:

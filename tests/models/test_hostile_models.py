@@ -64,3 +64,24 @@ def test_the_input_size_is_still_bounded(tmp_path):
     path = build_tiny_model(tmp_path / "x.onnx", size=32, metadata={"input_size": [8192, 8192]})
     with pytest.raises(ModelError):
         Classifier(path)
+
+
+# ---------------------------------------------------------------- finding 9: names as markup
+
+
+@pytest.mark.parametrize("name", ["![x](http://evil.example/p.png)", "<a href='http://e'>x</a>",
+                                  "[click](http://evil.example)", "**bold**"])
+def test_class_names_that_would_render_as_markup_are_refused(tmp_path, name):
+    path = build_tiny_model(tmp_path / "m.onnx", ("fibres", name, "powder"))
+    with pytest.raises(ModelError, match="cannot be labels"):
+        Classifier(path)
+
+
+def test_a_version_that_is_markup_is_refused_and_a_file_name_is_tamed(tmp_path):
+    path = build_tiny_model(tmp_path / "m.onnx", metadata={"version": "![v](http://evil.example/a.png)"})
+    with pytest.raises(ModelError, match="not a plain name"):
+        Classifier(path)
+    odd = build_tiny_model(tmp_path / "x.onnx", metadata={"version": ""})
+    named = odd.rename(tmp_path / "![v](http:__evil).onnx")
+    m = register_model(open_db(tmp_path / "t.db"), named)
+    assert "[" not in m["version"] and "(" in m["version"] and "!" not in m["version"]

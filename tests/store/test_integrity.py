@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.errors import StoreError
-from core.store import backup, db as store_db, open_db
+from core.store import backup, open_db
+from core.store import db as store_db
 
 ROOT = Path(__file__).resolve().parents[2]
 
