@@ -52,6 +52,21 @@ def _paged(
         last = rows[-1][0]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_KEEP_AS_IS = {"file_name"}  # the Hugging Face imagefolder loader matches it to the file
+
+
+def _cell(column: str, value: Any) -> Any:
+    """A csv cell: text a spreadsheet would run as a formula (``=HYPERLINK(…)`` as a reviewer
+    name, ``+``, ``-``, ``@``, tab, CR first) gets a leading ``'`` (OWASP's CSV-injection
+    advice); numbers are written as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and column not in _KEEP_AS_IS:
+        return "'" + value
+    return value
+
+
 class _Manifest:
     """A streaming csv or jsonl writer for manifest rows."""
 
@@ -66,7 +81,7 @@ class _Manifest:
 
     def write(self, row: dict[str, Any]) -> None:
         if self.fmt == "csv":
-            self.writer.writerow(["" if row.get(c) is None else row.get(c) for c in self.columns])
+            self.writer.writerow([_cell(c, row.get(c)) for c in self.columns])
         else:
             self.fh.write(
                 json.dumps({c: row.get(c) for c in self.columns}, ensure_ascii=False) + "\n"

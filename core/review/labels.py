@@ -209,7 +209,7 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
             cur = db.execute(
                 "SELECT label, source FROM current_labels WHERE image_id = ?", [image_id]
             ).fetchone()
-            if cur and cur[0] is not None and (cur[0] == label or not replace):
+            if cur and cur[0] is not None and ((cur[0], cur[1]) == (label, "import") or not replace):
                 if cur[0] != label and kept is not None:
                     kept.append(image_id)
                 continue  # the label it has stands

