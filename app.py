@@ -67,6 +67,7 @@ except SemTriageError as e:  # e.g. SEMTRIAGE_DB names a folder: say so on every
 with st.sidebar:
     model = ui.active_model(db, ui.db_key())
     st.caption(f"Model: {ui.esc(model['version'])}" if model else "No active model")
-    st.caption(f"Database: {ui.esc(ui.settings().db)}")
+    if ui.is_admin():  # a server path is for those who run the server
+        st.caption(f"Database: {ui.esc(ui.settings().db)}")
 
 page.run()

@@ -13,6 +13,8 @@ with sign-in (``proxy`` / ``oidc``) an empty list means nobody is (fail closed).
 
 from __future__ import annotations
 
+import hmac
+import ipaddress
 from dataclasses import dataclass
 
 from core.config import Settings
@@ -55,3 +57,23 @@ def require_admin(by: User | None, what: str) -> None:
         f"{who} may not {what}: only administrators may (SEMTRIAGE_ADMIN_USERS). "
         "Ask one of them, or an administrator can add you to that list."
     )
+
+
+PROXY_SECRET_HEADER = "X-SemTriage-Proxy-Secret"
+
+
+def proxy_header_trusted(peer: str | None, secret: str | None, settings: Settings) -> bool:
+    """Whether a request's user header (``auth = "proxy"``) may be believed: with
+    ``proxy_secret`` set, only when the request carries it (``PROXY_SECRET_HEADER``,
+    compared in constant time); otherwise only from a ``trusted_proxies`` address.
+    ``peer`` is the connection's address (None: localhost, as Streamlit reports it). Anyone
+    reaching Streamlit directly could otherwise send the header and become anyone."""
+    if settings.proxy_secret:
+        return secret is not None and hmac.compare_digest(secret.encode(), settings.proxy_secret.encode())
+    try:
+        addr = ipaddress.ip_address((peer or "127.0.0.1").split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies)

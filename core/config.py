@@ -10,6 +10,7 @@ class names of the NFFA-Europe taxonomy.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -40,6 +41,13 @@ NFFA_CLASSES = [
     "tips",
 ]
 
+LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
+"""A class name or label: 1–64 letters, digits, spaces or . + - / ( ) — nothing Markdown,
+HTML or Plotly reads as markup (no brackets, <, >, !, *, backticks). One rule for the labels
+people give (core.review) and the class names a model declares (core.models)."""
+VERSION_RE = re.compile(r"^\w[\w .+\-/():@]{0,127}$")
+"""A model version name (shown in the app): like a label, also ``:`` and ``@``, up to 128."""
+
 AUTH_MODES = ("none", "proxy", "oidc")
 _HEADER_RE = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,100}$")
 
@@ -61,6 +69,18 @@ def _paths(raw: str) -> list[str]:
 
 def _names(raw: str) -> list[str]:
     return [u.strip() for u in raw.split(",") if u.strip()]
+
+
+def _networks(raw: str) -> list[str]:
+    out = []
+    for item in _names(raw):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network (e.g. 10.0.0.5, "
+                             "10.0.0.0/8, ::1)") from None
+        out.append(item)
+    return out
 
 
 def _auth(raw: str) -> str:
@@ -101,6 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upload_max_mb", 512, "largest upload (file or zip)", _integer),
     Setting("max_pixels", 200_000_000, "largest image decoded (decompression-bomb guard)",
             _integer),
+    Setting("decode_mb", 512, "most memory for decoded images at once while ingesting or "
+            "predicting, in MB; a larger image is decoded alone", _integer),
     Setting("thumb_px", 256, "longest side of the stored thumbnails, in pixels", _integer),
     Setting("batch_size", 32, "images per ONNX Runtime call", _integer),
     Setting("claim_seconds", 300, "how long a reviewer's claim on an image lasts", _integer),
@@ -108,6 +130,12 @@ SETTINGS: tuple[Setting, ...] = (
             "`oidc` (`st.login`); see `docs/DEPLOY.md`", _auth),
     Setting("auth_header", "X-Forwarded-User", "with `proxy`: the header naming the signed-in "
             "user", _header),
+    Setting("trusted_proxies", ["127.0.0.1", "::1"], "with `proxy`: addresses (or networks, "
+            "`10.0.0.0/8`) the user header is accepted from; `,`-separated", _networks,
+            shown="127.0.0.1,::1"),
+    Setting("proxy_secret", "", "with `proxy`: when set, the header is accepted only from a "
+            "request that also carries `X-SemTriage-Proxy-Secret` with this value", _text,
+            shown="empty"),
     Setting("admin_users", [], "who may change thresholds and models and delete; empty = "
             "everyone with `none`, nobody with sign-in", _names, shown="empty"),
     Setting("adjudicators", [], "who may settle disagreements between reviewers (the "
@@ -124,11 +152,15 @@ class Settings:
     roots: list[str] = field(default_factory=lambda: list(_BY_NAME["roots"].default))
     upload_max_mb: int = _BY_NAME["upload_max_mb"].default
     max_pixels: int = _BY_NAME["max_pixels"].default
+    decode_mb: int = _BY_NAME["decode_mb"].default
     thumb_px: int = _BY_NAME["thumb_px"].default
     batch_size: int = _BY_NAME["batch_size"].default
     claim_seconds: int = _BY_NAME["claim_seconds"].default
     auth: str = _BY_NAME["auth"].default
     auth_header: str = _BY_NAME["auth_header"].default
+    trusted_proxies: list[str] = field(
+        default_factory=lambda: list(_BY_NAME["trusted_proxies"].default))
+    proxy_secret: str = _BY_NAME["proxy_secret"].default
     admin_users: list[str] = field(default_factory=lambda: list(_BY_NAME["admin_users"].default))
     adjudicators: list[str] = field(default_factory=lambda: list(_BY_NAME["adjudicators"].default))
 

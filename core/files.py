@@ -14,6 +14,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import unicodedata
@@ -50,9 +51,26 @@ MAX_NAME_BYTES = 200
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes, read in chunks (OSError propagates)."""
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    """Hex SHA-256 of a regular file's bytes, read in chunks, never more than the size the file
+    had when opened: a FIFO, a device (``/dev/zero`` behind an image name) or a file that keeps
+    growing raises OSError instead of reading forever (opened non-blocking, so a FIFO with no
+    writer does not hang the open either). OSError propagates."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, device or socket)", os.fspath(path))
+        h = hashlib.sha256()
+        left = st.st_size
+        while left > 0:
+            chunk = fh.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            h.update(chunk)
+            left -= len(chunk)
+        if left > 0 or fh.read(1):
+            raise OSError(errno.EAGAIN, "the file changed size while it was read", os.fspath(path))
+        return h.hexdigest()
 
 
 def sniff_kind(head: bytes) -> str | None:

@@ -20,6 +20,10 @@ def _header_identity(header: str) -> str:
     values = st.context.headers.get_all(header)
     if len(values) != 1:  # absent, or sent twice (ambiguous): nobody
         return ""
+    secrets = st.context.headers.get_all(access.PROXY_SECRET_HEADER)
+    secret = secrets[0] if len(secrets) == 1 else None
+    if not access.proxy_header_trusted(st.context.ip_address, secret, settings()):
+        return ""  # sent straight to Streamlit, not by the lab's proxy: nobody
     try:
         return review.clean_reviewer(values[0])
     except SemTriageError:
@@ -84,8 +88,8 @@ def sign_in_gate() -> None:
     st.title(":material/lock: Sign-in required")
     if cfg.auth == "proxy":
         st.info(f"This SEM Triage server signs people in through the lab's web proxy, which did not "
-                f"name you (no valid `{esc(cfg.auth_header)}` header). Open the app through its "
-                "usual address and sign in there.", icon=":material/login:")
+                f"name you (no valid {esc(cfg.auth_header)} header from a trusted proxy). Open the "
+                "app through its usual address and sign in there.", icon=":material/login:")
     else:
         st.info("Sign in with your institutional account to review and label.", icon=":material/login:")
         if st.button("Log in", key="auth_login", type="primary", icon=":material/login:"):
@@ -108,6 +112,9 @@ def reviewer_sidebar() -> None:
         if cfg.auth == "oidc":
             st.sidebar.button("Log out", key="auth_logout", icon=":material/logout:", on_click=st.logout)
         return
+    if is_admin():  # no sign-in and no admin list: say what that means, on every screen
+        st.sidebar.caption(":material/lock_open: Sign-in is off: anyone who can reach this server "
+                           "is an administrator (docs/DEPLOY.md turns sign-in on).")
     raw = st.sidebar.text_input(
         "Reviewer", key=K.reviewer, placeholder="Your name",
         help="Every label you give is recorded under this name.",

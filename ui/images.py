@@ -11,14 +11,14 @@ from typing import Any
 
 import streamlit as st
 
-from core.images import crop_around, encode_png, read_image, resize
+from core.images import WORK_SIDE, crop_around, encode_png, read_image, resize
 from ui.common import DISPLAY_MAX_PX
 from ui.state import settings
 
 
 @st.cache_data(max_entries=48, show_spinner=False)
 def _view(path: str, mtime: float, max_side: int) -> dict[str, Any]:
-    img = read_image(path, max_pixels=settings().max_pixels)
+    img = read_image(path, max_pixels=settings().max_pixels, max_side=WORK_SIDE)
     scan = img.scan
     h, w = scan.shape
     f = min(1.0, max_side / max(h, w))

@@ -52,6 +52,21 @@ def _paged(
         last = rows[-1][0]
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_KEEP_AS_IS = {"file_name"}  # the Hugging Face imagefolder loader matches it to the file
+
+
+def _cell(column: str, value: Any) -> Any:
+    """A csv cell: text a spreadsheet would run as a formula (``=HYPERLINK(…)`` as a reviewer
+    name, ``+``, ``-``, ``@``, tab, CR first) gets a leading ``'`` (OWASP's CSV-injection
+    advice); numbers are written as they are."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(_FORMULA_START) and column not in _KEEP_AS_IS:
+        return "'" + value
+    return value
+
+
 class _Manifest:
     """A streaming csv or jsonl writer for manifest rows."""
 
@@ -67,8 +82,7 @@ class _Manifest:
     def write(self, row: dict[str, Any]) -> None:
         if self.fmt == "csv":  # a list (the classes of a 'several' image) as "a;b"
             self.writer.writerow([
-                "" if (v := row.get(c)) is None else ";".join(v) if isinstance(v, list) else v
-                for c in self.columns
+                _cell(c, ";".join(v) if isinstance(v := row.get(c), list) else v) for c in self.columns
             ])
         else:
             self.fh.write(

@@ -6,13 +6,15 @@ from core.images.databar import MAX_DATABAR_FRACTION, detect_databar
 from core.images.levels import window
 from core.images.metadata import format_length, metadata_rows, scale_text
 from core.images.preprocess import prepare, resize
-from core.images.read import SemImage, read_image
+from core.images.read import WORK_SIDE, SemImage, decode_bytes, read_image
 from core.images.render import crop_around, encode_png, thumbnail_jpeg, to_uint8
 
 __all__ = [
     "MAX_DATABAR_FRACTION",
+    "WORK_SIDE",
     "SemImage",
     "crop_around",
+    "decode_bytes",
     "detect_databar",
     "encode_png",
     "format_length",

@@ -36,7 +36,7 @@ def _percentiles(a: np.ndarray, lo_pct: float, hi_pct: float) -> tuple[float, fl
     if a.size == 0:
         return 0.0, 0.0
     if a.dtype.kind in "ub" and a.dtype.itemsize <= 2:
-        counts = np.bincount(a.reshape(-1).view(np.uint8) if a.dtype == np.bool_ else a.reshape(-1))
+        counts = _histogram(a.view(np.uint8) if a.dtype == np.bool_ else a)
         cdf = np.cumsum(counts)
         total = int(cdf[-1])
         lo = float(np.searchsorted(cdf, total * lo_pct / 100.0, side="left"))
@@ -54,6 +54,49 @@ def _percentiles(a: np.ndarray, lo_pct: float, hi_pct: float) -> tuple[float, fl
     if hi <= lo:
         lo, hi = float(s.min()), float(s.max())
     return lo, hi
+
+
+_CHUNK = 1 << 22  # elements per step: numpy's bincount casts its input to intp (8 bytes each)
+
+
+def _histogram(a: np.ndarray) -> np.ndarray:
+    """Counts of every value of an unsigned array of at most 16 bits, row band by row band, so
+    a 196 Mpx 16-bit frame needs no 1.6 GB intp copy."""
+    top = 256 if a.dtype.itemsize == 1 else 65536
+    flat = a.reshape(-1) if a.ndim != 2 or a.flags.c_contiguous else None
+    if flat is not None and flat.size <= _CHUNK:
+        return np.bincount(flat, minlength=top)
+    counts = np.zeros(top, dtype=np.int64)
+    if flat is not None:
+        for i in range(0, flat.size, _CHUNK):
+            counts += np.bincount(flat[i : i + _CHUNK], minlength=top)
+        return counts
+    rows = max(1, _CHUNK // max(1, a.shape[1]))
+    for r in range(0, a.shape[0], rows):
+        counts += np.bincount(a[r : r + rows].reshape(-1), minlength=top)
+    return counts
+
+
+def block_mean(a: np.ndarray, f: int) -> np.ndarray:
+    """``a`` (2-D) reduced by ``f`` on both axes, each output pixel the float32 mean of its
+    f x f block (partial blocks at the right and bottom edges: the mean of what is there, as
+    Pillow's ``Image.reduce``). Works through row bands: no full-size float copy is made."""
+    if f <= 1:
+        return a.astype(np.float32, copy=False)
+    h, w = a.shape
+    oh = -(-h // f)
+    cols = np.arange(0, w, f)
+    col_n = np.diff(np.append(cols, w)).astype(np.float32)
+    out = np.empty((oh, cols.size), dtype=np.float32)
+    per = max(1, _CHUNK // max(1, w * f))  # output rows per band
+    src = a.view(np.uint8) if a.dtype == np.bool_ else a
+    for i in range(0, oh, per):
+        band = src[i * f : min(h, (i + per) * f)].astype(np.float32)
+        starts = np.arange(0, band.shape[0], f)
+        row_n = np.diff(np.append(starts, band.shape[0])).astype(np.float32)
+        sums = np.add.reduceat(np.add.reduceat(band, starts, axis=0), cols, axis=1)
+        out[i : i + starts.size] = sums / (row_n[:, None] * col_n[None, :])
+    return out
 
 
 def _apply_window(a: np.ndarray, lo: float, hi: float) -> np.ndarray:

@@ -18,7 +18,7 @@ import os
 import stat
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -28,7 +28,7 @@ from PIL import BmpImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugi
 from core.errors import ImageReadError
 from core.files import sniff_kind
 from core.images.databar import detect_databar
-from core.images.levels import _apply_window, _percentiles
+from core.images.levels import _apply_window, _percentiles, block_mean
 from core.images.metadata import _Decoded, _jsonable, _tiff_metadata
 
 _PIL_CLASSES: dict[str, type[ImageFile.ImageFile]] = {
@@ -38,6 +38,12 @@ _PIL_CLASSES: dict[str, type[ImageFile.ImageFile]] = {
     "TIFF": TiffImagePlugin.TiffImageFile,
 }
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R 601, as Pillow's "L"
+
+WORK_SIDE = 4096
+"""Longest side of the frame that thumbnails and model inputs are made from (ingest, predict,
+training): a larger image is reduced by a whole factor (block means) to at most this before it
+is windowed, so a 14000 x 14000 mosaic costs a 49 MB float frame instead of 784 MB. The
+percentile window is still computed on every stored pixel; both end at a few hundred pixels."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -62,18 +68,29 @@ class SemImage:
     databar_source: str  # 'metadata' | 'heuristic' | 'none' (always 'none' when databar_px == 0)
     metadata: dict[str, Any] = field(default_factory=dict)  # small JSON-serialisable summary
     warnings: list[str] = field(default_factory=list)
+    reduction: int = 1  # ``data`` is the frame reduced by this factor (``max_side``); 1 = full
+
+    @property
+    def _scan_rows(self) -> int:
+        # rows of ``data`` wholly above the data bar (a reduced row mixing both is bar)
+        return (self.height - self.databar_px) // self.reduction
 
     @property
     def scan(self) -> np.ndarray:
         """The micrograph without the data bar (a view)."""
-        return self.data[: self.height - self.databar_px]
+        return self.data[: self._scan_rows]
 
     @property
     def databar(self) -> np.ndarray | None:
         """The data bar strip (a view), or None when there is none."""
         if self.databar_px <= 0:
             return None
-        return self.data[self.height - self.databar_px :]
+        return self.data[self._scan_rows :]
+
+    def without_pixels(self) -> SemImage:
+        """This image's description with an empty frame: what a batch keeps once the
+        thumbnail and the model input are made (the frame is freed)."""
+        return replace(self, data=np.zeros((0, 0), dtype=np.float32))
 
 
 # --------------------------------------------------------------------------------------------
@@ -85,25 +102,29 @@ def read_image(
     *,
     max_pixels: int = 200_000_000,
     max_bytes: int | None = None,
+    max_side: int | None = None,
 ) -> SemImage:
     """Decode an SEM image file (TIFF, PNG, JPEG, BMP) into a :class:`SemImage`.
 
     Raises :class:`ImageReadError` for every failure (missing, empty, not an image, truncated,
     corrupt, above ``max_pixels`` = width x height or ``max_bytes``, unsupported layout).
     The pixel limit is checked from the header, before any pixel data is decoded.
+    ``max_side``: a frame longer than this is reduced by a whole factor before windowing
+    (``SemImage.reduction``; width, height and the data bar stay in the file's pixels).
     """
     p = os.fspath(path)
     size = _check_file(p, max_bytes)
     head = _read_head(p)
     kind = sniff_kind(head)
     if kind is None:
-        raise ImageReadError(p, f"not an image file (starts with {head[:8]!r})")
+        # what the file holds is never echoed (a link to /etc/passwd must not leak a byte)
+        raise ImageReadError(p, "not an image file (no TIFF, PNG, JPEG or BMP signature)")
     try:
         if kind == "TIFF":
             dec = _decode_tiff(p, size, head, max_pixels)
         else:
             dec = _decode_pillow(p, kind, max_pixels)
-        return _finish(p, dec)
+        return _finish(p, dec, max_side)
     except ImageReadError:
         raise
     except MemoryError:
@@ -114,6 +135,35 @@ def read_image(
         ) from None
     except Exception as e:  # every decoder failure becomes our error, with its reason
         raise ImageReadError(p, _describe_decode_error(kind, e)) from e
+
+
+def decode_bytes(path: str | os.PathLike[str], max_side: int | None = None) -> int:
+    """About how many bytes :func:`read_image` holds at its peak for this file, from its
+    header alone (no pixels decoded): the decoded samples (twice for Pillow, which decodes into
+    its own buffer first) plus the float32 frame (reduced by ``max_side``). 0 when the header
+    cannot be read (``read_image`` then says why, cheaply)."""
+    p = os.fspath(path)
+    try:
+        kind = sniff_kind(_read_head(p))
+        if kind == "TIFF":
+            with tifffile.TiffFile(p) as tif:
+                page = tif.pages.first
+                h, w = int(page.imagelength), int(page.imagewidth)
+                samples = int(page.samplesperpixel) * max(1, int(page.imagedepth))
+                raw = h * w * samples * max(1, page.dtype.itemsize if page.dtype else 1)
+                if int(page.photometric) not in (0, 1, 2, 3):
+                    raw *= 2
+        elif kind is not None:
+            with open(p, "rb") as fh:
+                im = _pil_open(fh, kind)
+                w, h = im.size
+                raw = 2 * w * h * len(im.getbands()) * (2 if im.mode.startswith("I") else 1)
+        else:
+            return 0
+    except Exception:  # noqa: BLE001 — read_image reports what is wrong with the file
+        return 0
+    f = -(-max(h, w) // max_side) if max_side and max(h, w) > max_side else 1
+    return int(raw + 4 * (-(-h // f)) * (-(-w // f)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -402,7 +452,7 @@ def _invert(a: np.ndarray) -> np.ndarray:
     return -a.astype(np.float32) if a.dtype.kind == "i" else -a
 
 
-def _finish(p: str, dec: _Decoded) -> SemImage:
+def _finish(p: str, dec: _Decoded, max_side: int | None = None) -> SemImage:
     grey = dec.grey
     h, w = grey.shape
     bar = dec.databar_px
@@ -412,14 +462,18 @@ def _finish(p: str, dec: _Decoded) -> SemImage:
         source = "heuristic"
     if bar <= 0:
         bar, source = 0, "none"
+    f = -(-max(h, w) // max_side) if max_side and max(h, w) > max_side else 1
     if dec.scale is not None:
-        data = np.multiply(grey, np.float32(dec.scale), dtype=np.float32)
+        frame = block_mean(grey, f) if f > 1 else grey
+        data = np.multiply(frame, np.float32(dec.scale), dtype=np.float32)
         np.clip(data, 0.0, 1.0, out=data)
     else:
         lo, hi = _percentiles(grey[: h - bar], 0.5, 99.5)
         if hi <= lo and bar:  # a blank scan area: window on the whole frame to keep the bar
             lo, hi = _percentiles(grey, 0.5, 99.5)
-        data = _apply_window(grey, lo, hi)
+        data = _apply_window(block_mean(grey, f) if f > 1 else grey, lo, hi)
+    del grey
+    dec.grey = data  # the decoded samples are freed here, not when the caller lets go
     return SemImage(
         path=p,
         data=data,
@@ -435,4 +489,5 @@ def _finish(p: str, dec: _Decoded) -> SemImage:
         databar_source=source,
         metadata=_jsonable(dec.metadata),
         warnings=list(dec.warnings),
+        reduction=f,
     )

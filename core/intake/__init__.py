@@ -13,6 +13,7 @@ from core.intake.predict import (
     random_key,
     store_predictions,
 )
+from core.intake.received import discard_copies, ingest_upload, unfinished_uploads
 from core.intake.sources import check_allowed, find_images, folder_label, group_key
 from core.intake.threads import pipelined
 from core.intake.uploads import CHUNK, ZIP_SUFFIX, save_uploads
@@ -24,10 +25,12 @@ __all__ = [
     "IngestReport",
     "PredictReport",
     "check_allowed",
+    "discard_copies",
     "find_images",
     "folder_label",
     "group_key",
     "ingest",
+    "ingest_upload",
     "pending_count",
     "pipelined",
     "predict_files",
@@ -35,4 +38,5 @@ __all__ = [
     "random_key",
     "save_uploads",
     "store_predictions",
+    "unfinished_uploads",
 ]

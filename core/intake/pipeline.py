@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
+from core.access import User, require_admin
 from core.config import NFFA_CLASSES, Settings
 from core.files import sha256_file
-from core.images import SemImage, read_image, thumbnail_jpeg
+from core.images import WORK_SIDE, SemImage, decode_bytes, read_image, thumbnail_jpeg
 from core.intake.predict import _reason, _record_failures, store_predictions
 from core.intake.sources import find_images, folder_label, group_key
-from core.intake.threads import _timer, pipelined
-from core.models import Classifier
+from core.intake.threads import ByteBudget, _timer, pipelined
+from core.models import NON_FINITE_REASON, Classifier, finite_rows
 from core.progress import Progress, counted
 from core.review import import_labels, sync_auto_labels
 from core.store import now_iso, write_tx
@@ -67,6 +68,8 @@ class IngestReport:
                          "confirm)")
         parts += [f"{self.routed[q]} to the {q} queue" for q in ("uncertain", "mixed") if self.routed.get(q)]
         return "; ".join(parts)
+    duplicate_paths: list[str] = field(default_factory=list)  # files whose image was stored already
+    labels_kept: int = 0  # images whose own label a folder name would have replaced
 
     def summary(self) -> str:
         parts = [
@@ -79,6 +82,9 @@ class IngestReport:
             parts.append(f"{self.predicted} predicted")
         if self.labelled:
             parts.append(f"{self.labelled} labels imported")
+        if self.labels_kept:
+            parts.append(f"{self.labels_kept} images kept their own label (not replaced by "
+                         "the folder name)")
         if self.ignored:
             parts.append(f"{self.ignored} non-image files ignored")
         text = f"{self.scanned} files: " + ", ".join(parts)
@@ -102,19 +108,23 @@ class _Loaded:
     t: dict[str, float]
 
 
-def _load(path: Path, clf: Classifier | None, settings: Settings, *, decode: bool = True) -> _Loaded:
+def _load(path: Path, clf: Classifier | None, settings: Settings, budget: ByteBudget) -> _Loaded:
+    """Hash, decode, thumbnail and model input of one file. The decoded frame exists only
+    inside the budget's hold: what is kept for the batch is the thumbnail, the model input and
+    the description (``SemImage.without_pixels``), a few hundred KB whatever the image size."""
     t: dict[str, float] = {}
     t0 = time.perf_counter()
     st = path.stat()
     sha = sha256_file(path)
     t0 = _timer(t, "hash", t0)
-    if not decode:
-        return _Loaded(path, st.st_size, st.st_mtime, sha, None, None, None, t)
-    img = read_image(path, max_pixels=settings.max_pixels)
-    t0 = _timer(t, "decode", t0)
-    scan = img.scan
-    thumb = thumbnail_jpeg(scan, settings.thumb_px)
-    x = clf.prepare(scan) if clf is not None else None
+    with budget.hold(decode_bytes(path, WORK_SIDE)):
+        img = read_image(path, max_pixels=settings.max_pixels, max_side=WORK_SIDE)
+        t0 = _timer(t, "decode", t0)
+        scan = img.scan
+        thumb = thumbnail_jpeg(scan, settings.thumb_px)
+        x = clf.prepare(scan) if clf is not None else None
+        del scan
+        img = img.without_pixels()
     _timer(t, "preprocess", t0)
     return _Loaded(path, st.st_size, st.st_mtime, sha, img, thumb, x, t)
 
@@ -129,10 +139,22 @@ def ingest(
     settings: Settings | None = None,
     progress: Progress | None = None,
     workers: int = 2,
+    allowed_roots: Sequence[str | Path] | None = None,
+    importer: str = "import",
+    replace_labels: bool = False,
+    by: User | None = None,
 ) -> IngestReport:
     """Ingest image files and folders (recursively). With a classifier (and its registered
-    ``model_id``) every new image is predicted and routed in the same pass."""
+    ``model_id``) every new image is predicted and routed in the same pass. With
+    ``allowed_roots`` (the app: ``SEMTRIAGE_ROOTS``) a symbolic link found inside is followed only to a file
+    under one of them. Only regular files are read (see :func:`core.intake.find_images`).
+
+    Folder labels are recorded under ``importer`` (the app: ``import:<who uploaded>``) and
+    never replace an image's existing label unless ``replace_labels``, which only an
+    administrator (``by``) may ask for."""
     settings = settings or Settings()
+    if replace_labels and labels_from_folders:
+        require_admin(by, "replace existing labels with folder names")
     if classifier is not None and model_id is None:
         raise ValueError("ingest with a classifier needs its model_id (see core.models.register_model)")
     rep = IngestReport()
@@ -140,7 +162,7 @@ def ingest(
     paths = list(paths)
     roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
                    key=lambda r: -len(r.parts))
-    files, rep.ignored, pre_failed = find_images(paths)
+    files, rep.ignored, pre_failed = find_images(paths, allowed_roots)
     rep.failed += pre_failed
     rep.scanned = len(files) + len(pre_failed)
     known = list(classifier.class_names if classifier else []) + NFFA_CLASSES
@@ -195,6 +217,13 @@ def ingest(
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
         with write_tx(db, "storing ingested images"):
+            # another ingest of the same files may have stored some since they were looked up
+            # (two at once: the write lock orders them, this re-check under it makes them copies)
+            raced = [(b, _image_id(db, b.sha)) for b in batch]
+            dups += [(b, i) for b, i in raced if i is not None]
+            batch = [b for b, i in raced if i is None]
+            if probs is not None:
+                probs = probs[np.array([i is None for _, i in raced], dtype=bool)]
             ids: list[tuple[int, str]] = []
             for b in batch:
                 img = b.img
@@ -226,31 +255,43 @@ def ingest(
             )
             db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in file_rows])
             if probs is not None and classifier is not None and model_id is not None:
-                store_predictions(db, model_id, classifier.class_names, ids, probs, ood=ood,
-                                  unfamiliar=unfamiliar)
-                rep.predicted += len(ids)
-                marks = ",".join("?" * len(ids))
-                for q, n in db.execute(
-                    f"SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND image_id IN ({marks}) "
-                    "GROUP BY queue", [model_id, *(i for i, _ in ids)]):
-                    rep.routed[q] = rep.routed.get(q, 0) + n
+                ok = finite_rows(probs)
+                failed += [(str(b.path), NON_FINITE_REASON) for b, good in zip(batch, ok) if not good]
+                keep = [i for i, good in zip(ids, ok) if good]
+                store_predictions(db, model_id, classifier.class_names, keep, probs[ok],
+                                  ood=None if ood is None else np.asarray(ood)[ok],
+                                  unfamiliar=[u for u, good in zip(unfamiliar, ok) if good])
+                rep.predicted += len(keep)
+                if keep:
+                    marks = ",".join("?" * len(keep))
+                    for q, n in db.execute(
+                        f"SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND image_id IN ({marks}) "
+                        "GROUP BY queue", [model_id, *(i for i, _ in keep)]):
+                        rep.routed[q] = rep.routed.get(q, 0) + n
             if labels_from_folders:
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
                 labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
             if labels:
-                rep.labelled += import_labels(db, labels)
+                kept: list[int] = []
+                rep.labelled += import_labels(db, labels, reviewer=importer,
+                                              replace=replace_labels, kept=kept)
+                rep.labels_kept += len(set(kept))
             _record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.added += len(batch)
         rep.duplicates += len(dups)
+        rep.duplicate_paths += [str(d.path) for d, _ in dups]
         rep.failed += failed
         batch, dups, failed, labels = [], [], [], []
         pending_sha.clear()
 
-    def load(p: Path) -> _Loaded:
-        return _load(p, classifier, settings)
+    budget = ByteBudget(settings.decode_mb * 2**20)
 
-    for path, res in pipelined(todo, load, workers, depth=max(4, settings.batch_size * 2)):
+    def load(p: Path) -> _Loaded:
+        return _load(p, classifier, settings, budget)
+
+    batch_size = min(settings.batch_size, classifier.info.max_batch) if classifier else settings.batch_size
+    for path, res in pipelined(todo, load, workers, depth=max(2, batch_size * 2)):
         done += 1
         if isinstance(res, BaseException):
             failed.append((str(path), _reason(res)))
@@ -265,7 +306,7 @@ def ingest(
             else:
                 pending_sha[res.sha] = res
                 batch.append(res)
-        if len(batch) >= settings.batch_size or len(dups) + len(failed) >= 256:
+        if len(batch) >= batch_size or len(dups) + len(failed) >= 256:
             flush()
         if done % 8 == 0 or done == total:
             counted(progress, done, total, path.name)

@@ -19,9 +19,9 @@ from sqlite_utils import Database
 
 from core.config import Settings
 from core.errors import ImageReadError
-from core.images import read_image
-from core.intake.threads import _timer, pipelined
-from core.models import Classifier, active_model, entropy
+from core.images import WORK_SIDE, decode_bytes, read_image
+from core.intake.threads import ByteBudget, _timer, pipelined
+from core.models import NON_FINITE_REASON, Classifier, NonFiniteOutput, active_model, entropy
 from core.progress import Progress, counted
 from core.review import decide_queue, for_class, get_thresholds, sync_auto_labels
 from core.store import now_iso, write_tx
@@ -67,22 +67,29 @@ def predict_files(
     batch_size: int = 32,
     workers: int = 2,
     timings: dict[str, float] | None = None,
+    decode_bytes_limit: int = 512 * 2**20,
 ) -> Iterator[FilePrediction]:
     """Read every file of ``paths`` (in ``workers`` threads), prepare it for ``classifier`` and
     run the model in batches of ``batch_size``: one :class:`FilePrediction` per path, in input
     order, streamed batch by batch (``paths`` is read lazily, a bounded number ahead). A file
     that cannot be read is answered with its reason; the rest go on. Touches no database.
-    ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given."""
+    ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given.
+    At most ``decode_bytes_limit`` bytes of decoded frames exist at once (a larger image is
+    decoded alone); only the model inputs wait for their batch."""
     times = timings if timings is not None else {}
+    budget = ByteBudget(decode_bytes_limit)
 
     def load(path: str | Path) -> tuple[np.ndarray, tuple[float | None, str | None], dict[str, float]]:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
-        img = read_image(path, max_pixels=max_pixels)
-        t0 = _timer(t, "decode", t0)
-        x = classifier.prepare(img.scan)
+        with budget.hold(decode_bytes(path, WORK_SIDE)):
+            img = read_image(path, max_pixels=max_pixels, max_side=WORK_SIDE)
+            t0 = _timer(t, "decode", t0)
+            x = classifier.prepare(img.scan)
+            where = (img.pixel_size_m, img.instrument)
+            del img
         _timer(t, "preprocess", t0)
-        return x, (img.pixel_size_m, img.instrument), t
+        return x, where, t
 
     pending: list[FilePrediction] = []
     xs: list[np.ndarray] = []
@@ -98,14 +105,19 @@ def predict_files(
             ok = iter(zip(probs, ood if ood is not None else [None] * len(probs), ctx))
             for item in pending:
                 if item.error is None:
-                    item.probs, score, (px, inst) = next(ok)
-                    item.ood = None if score is None else float(score)
-                    item.unfamiliar = classifier.unfamiliar_reason(item.ood, pixel_size_m=px,
-                                                                   instrument=inst)
+                    row, score, (px, inst) = next(ok)
+                    if np.isfinite(row).all():
+                        item.probs = row
+                        item.ood = None if score is None else float(score)
+                        item.unfamiliar = classifier.unfamiliar_reason(item.ood, pixel_size_m=px,
+                                                                       instrument=inst)
+                    else:
+                        item.error = NON_FINITE_REASON
         out, pending, xs, ctx, n_failed = pending, [], [], [], 0
         return out
 
-    for path, res in pipelined(paths, load, workers, depth=max(4, batch_size * 2)):
+    batch_size = max(1, min(batch_size, classifier.info.max_batch))
+    for path, res in pipelined(paths, load, workers, depth=max(2, batch_size * 2)):
         if isinstance(res, BaseException):
             pending.append(FilePrediction(str(path), error=_reason(res)))
             n_failed += 1
@@ -187,6 +199,10 @@ def store_predictions(
     and the queue and reason under the stored thresholds, replacing an earlier prediction of
     that model; an image a person already labelled is marked done. One transaction (or the
     caller's)."""
+    bad = int((~np.isfinite(probs).all(axis=1)).sum()) if len(probs) else 0
+    if bad:  # the callers drop such rows first; a raw IntegrityError helps nobody
+        raise NonFiniteOutput(f"{bad} of {len(probs)} predictions of model {model_id} are NaN or "
+                              "infinite; nothing was stored")
     with write_tx(db, "storing predictions"):
         db.conn.executemany(_INSERT_PRED, _prediction_rows(db, class_names, model_id, items, probs,
                                                            ood, unfamiliar))
@@ -299,7 +315,8 @@ def predict_pending(
     # rows() pages by id from a snapshot of what is missing, so the predictions flush() writes
     # do not disturb it; predict_files answers in input order, one answer per path
     stream = predict_files(paths(), classifier, max_pixels=settings.max_pixels,
-                           batch_size=settings.batch_size, workers=workers, timings=timings)
+                           batch_size=settings.batch_size, workers=workers, timings=timings,
+                           decode_bytes_limit=settings.decode_mb * 2**20)
     for done, res in enumerate(stream, start=1):
         row = queued.popleft()
         if res.probs is None:

@@ -5,6 +5,7 @@ leak-free splits) and, with folder labels, the class."""
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -12,26 +13,68 @@ from core.errors import PathNotAllowed
 from core.files import IMAGE_SUFFIXES
 
 
-def check_allowed(path: str | Path, roots: Sequence[str | Path]) -> Path:
-    """Resolve ``path`` (symlinks too) and refuse it unless it lies under one of ``roots``."""
-    p = Path(path).expanduser().resolve()
+def _under(p: Path, roots: Sequence[str | Path]) -> bool:
     for r in roots:
         rr = Path(r).expanduser().resolve()
         if p == rr or rr in p.parents:
-            return p
+            return True
+    return False
+
+
+def check_allowed(path: str | Path, roots: Sequence[str | Path]) -> Path:
+    """Resolve ``path`` (symlinks too) and refuse it unless it lies under one of ``roots``."""
+    p = Path(path).expanduser().resolve()
+    if _under(p, roots):
+        return p
     raise PathNotAllowed(
         f"Folder {str(path)!r} is outside the allowed roots {[str(r) for r in roots]}. "
         "Hint: set SEMTRIAGE_ROOTS to include it."
     )
 
 
-def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], int, list[tuple[str, str]]]:
+_KINDS = ((stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder"))
+
+
+def _not_regular(f: Path, roots: Sequence[str | Path] | None) -> tuple[Path | None, str | None]:
+    """(the resolved path, None) for a regular file (a symbolic link is followed, and its
+    target must be a regular file inside ``roots`` too); else (None, why not). The reason
+    names the file as found, never where a link points nor what it holds."""
+    try:
+        if stat.S_ISLNK(os.lstat(f).st_mode):
+            target = f.resolve(strict=True)
+            if roots is not None and not _under(target, roots):
+                return None, ("a symbolic link to a file outside the allowed roots "
+                              "(SEMTRIAGE_ROOTS); not read")
+        else:
+            target = f.resolve()
+        mode = os.stat(target).st_mode
+    except (OSError, RuntimeError):  # dangling link, a loop, vanished, no permission
+        return None, "cannot be read (missing, a broken symbolic link, or no permission)"
+    if not stat.S_ISREG(mode):
+        what = next((w for test, w in _KINDS if test(mode)), "not a regular file")
+        return None, f"not a regular file ({what}); only image files are read"
+    return target, None
+
+
+def find_images(paths: Iterable[str | Path], roots: Sequence[str | Path] | None = None,
+                ) -> tuple[list[Path], int, list[tuple[str, str]]]:
     """(image files, number of non-image files ignored, failures) under ``paths``, recursively,
     in a stable (sorted) order. A file named explicitly that is not an image type is a failure;
-    non-image files inside a folder are only counted."""
+    non-image files inside a folder are only counted. Only regular files are taken: a FIFO, a
+    device or a socket with an image name is a failure, and so is a symbolic link whose target
+    lies outside ``roots`` (when given: the app's ``SEMTRIAGE_ROOTS``), checked file by file."""
     files: list[Path] = []
     ignored = 0
     failed: list[tuple[str, str]] = []
+
+    def take(f: Path) -> None:
+        target, why = _not_regular(f, roots)
+        if target is None:
+            failed.append((str(f), why or "not a regular file"))
+        else:
+            files.append(target)
+
     for raw in paths:
         p = Path(raw).expanduser()
         if p.is_dir():
@@ -40,12 +83,12 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], int, list[tupl
                 for n in sorted(names):
                     f = Path(dirpath) / n
                     if f.suffix.lower() in IMAGE_SUFFIXES and not n.startswith("._"):
-                        files.append(f.resolve())
+                        take(f)
                     else:
                         ignored += 1
-        elif p.is_file():
+        elif p.exists() or p.is_symlink():
             if p.suffix.lower() in IMAGE_SUFFIXES:
-                files.append(p.resolve())
+                take(p)
             else:
                 failed.append((str(p), (f"not an image type ({p.suffix or 'no extension'}); "
                                         f"expected one of {', '.join(IMAGE_SUFFIXES)}")))

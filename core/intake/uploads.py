@@ -13,9 +13,13 @@ The app may be served on a lab network, so every upload is treated as hostile:
   paths, drive letters, backslashes, ``..`` (zip-slip), symlinks and other non-regular
   entries, encrypted entries, non-image types, entries over the size budget. Refused as a
   whole: an archive that is not a readable zip, has more than ``max_files`` entries, or
-  declares more than ``max_total_bytes`` of images (zip bombs: the bytes are counted again
-  while extracting, since declared sizes can lie). ``__MACOSX/`` folders and ``.DS_Store`` /
-  ``Thumbs.db`` (OS litter) are passed over silently;
+  declares more than the upload's byte budget of images (zip bombs: the bytes are counted
+  again while extracting, since declared sizes can lie). An entry that expands more than
+  ``max_ratio`` times (a 1 MB zip writing 1 GiB) is refused. ``__MACOSX/`` folders and
+  ``.DS_Store`` / ``Thumbs.db`` (OS litter) are passed over silently;
+* one call (one upload, however many archives) writes at most ``max_total_bytes``, and never
+  leaves less than ``reserve_bytes`` free on the disk: uploads sit beside the database, and a
+  full disk would block every label write. Folders left empty by refusals are removed;
 * every written path is checked, resolved, to lie inside ``dest_dir``.
 
 Bad content never raises: each problem comes back as ``(name, reason)``. Only misuse (a
@@ -25,6 +29,7 @@ Bad content never raises: each problem comes back as ``(name, reason)``. Only mi
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -45,6 +50,11 @@ from core.files import IMAGE_SUFFIXES, SUFFIX_KIND, safe_file_name, safe_name, s
 
 CHUNK = 1 << 20
 ZIP_SUFFIX = ".zip"
+MAX_RATIO = 50
+"""Largest expansion of one zip entry (uncompressed / compressed size). SEM images barely
+compress (noise; TIFFs often carry their own LZW / zlib): real archives stay under 5."""
+RESERVE_BYTES = 1 << 30
+"""Free disk space an upload must leave on the upload folder's disk (for the database)."""
 
 
 _IGNORED_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
@@ -64,7 +74,7 @@ def _check_image(name: str, head: bytes) -> str | None:
         )
     got = sniff_kind(head)
     if got is None:
-        return f"content is not a {want} image (its first bytes are {head[:8]!r})"
+        return f"content is not a {want} image (no {want} signature at its start)"
     if got != want:
         return f"content is a {got} image but the name says {suffix}"
     return None
@@ -88,8 +98,20 @@ def _image_pixels(path: Path) -> int | None:
 
 
 class _Budget:
-    def __init__(self, max_files: int):
+    def __init__(self, max_files: int, max_bytes: int, reserve: int):
         self.files_left = max_files
+        self.bytes_left = max_bytes
+        self.reserve = reserve
+
+    def room(self, root: Path, n: int) -> str | None:
+        """None when ``n`` more bytes fit this upload's budget and the disk's headroom."""
+        if n > self.bytes_left:
+            return f"over this upload's total of {_mb(self.bytes_left)} still allowed"
+        free = shutil.disk_usage(root).free
+        if free - n < self.reserve:
+            return (f"needs {_mb(n)} but only {_mb(free)} is free on the server, and "
+                    f"{_mb(self.reserve)} is kept free for the database")
+        return None
 
 
 def _unique_create(folder: Path, name: str) -> tuple[Path, BinaryIO]:
@@ -160,14 +182,17 @@ def save_uploads(
     max_files: int = 10000,
     max_pixels: int | None = None,
     max_total_bytes: int | None = None,
+    max_ratio: float = MAX_RATIO,
+    reserve_bytes: int = RESERVE_BYTES,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     """Save uploaded ``(name, content)`` pairs under ``dest_dir``; returns (saved image paths,
     rejected ``(name, reason)``). Zip archives are extracted safely (see the module doc).
 
     ``max_bytes``: largest single upload (file or zip). ``max_files``: most images saved by this
     call and most entries in one zip. ``max_pixels``: images whose header says more pixels
-    are refused. ``max_total_bytes``: most uncompressed image bytes one zip may hold
-    (default 10 x ``max_bytes``).
+    are refused. ``max_total_bytes``: most bytes this call writes, all archives together
+    (default 4 x ``max_bytes``). ``max_ratio``: largest expansion of one zip entry.
+    ``reserve_bytes``: free space left on the disk whatever happens.
     """
     if max_bytes is None or int(max_bytes) <= 0:
         raise UploadRejected(f"max_bytes must be a positive number of bytes, got {max_bytes!r}")
@@ -176,6 +201,7 @@ def save_uploads(
     dest = Path(dest_dir)
     if dest.exists() and not dest.is_dir():
         raise UploadRejected(f"Upload folder {str(dest)!r} exists and is not a folder")
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -183,10 +209,10 @@ def save_uploads(
             f"Cannot create the upload folder {str(dest)!r}: {e.strerror or e}"
         ) from None
     root = dest.resolve()
-    total_limit = int(max_total_bytes) if max_total_bytes else 10 * int(max_bytes)
+    total_limit = int(max_total_bytes) if max_total_bytes else 4 * int(max_bytes)
     saved: list[Path] = []
     rejected: list[tuple[str, str]] = []
-    budget = _Budget(int(max_files))
+    budget = _Budget(int(max_files), total_limit, int(reserve_bytes))
 
     for raw_name, data in files:
         shown = str(raw_name)
@@ -201,7 +227,7 @@ def save_uploads(
         try:
             if base.lower().endswith(ZIP_SUFFIX):
                 s, r = _extract_zip(
-                    shown, stream, root, budget, max_pixels, total_limit, int(max_files)
+                    shown, stream, root, budget, max_pixels, float(max_ratio), int(max_files)
                 )
                 saved += s
                 rejected += r
@@ -214,7 +240,18 @@ def save_uploads(
         finally:
             if stream is not data:  # ours (a copy or a spool), not the caller's file
                 stream.close()
+    remove_empty_folders(root, keep_root=not created)
     return saved, rejected
+
+
+def remove_empty_folders(root: Path, *, keep_root: bool = False) -> None:
+    """Remove the folders under ``root`` (and ``root`` unless ``keep_root``) that hold
+    nothing, deepest first."""
+    for dirpath, _dirs, _files in sorted(os.walk(root), key=lambda t: -len(t[0])):
+        if keep_root and Path(dirpath) == root:
+            continue
+        with contextlib.suppress(OSError):  # only an empty folder goes
+            os.rmdir(dirpath)
 
 
 def _save_plain(
@@ -226,6 +263,12 @@ def _save_plain(
     head = stream.read(16)
     stream.seek(-len(head), io.SEEK_CUR)
     why = _check_image(base, head)
+    if why:
+        return why
+    start = stream.tell()
+    size = stream.seek(0, io.SEEK_END) - start
+    stream.seek(start)
+    why = budget.room(root, size)
     if why:
         return why
     try:
@@ -246,6 +289,7 @@ def _save_plain(
         path.unlink(missing_ok=True)
         return why
     budget.files_left -= 1
+    budget.bytes_left -= n
     return path
 
 
@@ -288,7 +332,7 @@ def _extract_zip(
     root: Path,
     budget: _Budget,
     max_pixels: int | None,
-    total_limit: int,
+    max_ratio: float,
     max_entries: int,
 ) -> tuple[list[Path], list[tuple[str, str]]]:
     saved: list[Path] = []
@@ -312,18 +356,15 @@ def _extract_zip(
             for i in infos
             if not i.is_dir() and Path(i.filename).suffix.lower() in SUFFIX_KIND
         )
-        if declared > total_limit:
+        if declared > budget.bytes_left:
             msg = (
-                f"declares {_mb(declared)} of images uncompressed; the limit is "
-                f"{_mb(total_limit)} (zip-bomb guard)"
+                f"declares {_mb(declared)} of images uncompressed; this upload may write "
+                f"{_mb(budget.bytes_left)} more (zip-bomb guard)"
             )
             return [], [(shown, msg)]
-        free = shutil.disk_usage(root).free
-        if declared > free:
-            return [], [
-                (shown, f"needs {_mb(declared)} but only {_mb(free)} is free on the server")
-            ]
-        used = 0
+        why = budget.room(root, declared)
+        if why:
+            return [], [(shown, why)]
         for info in infos:
             label = f"{shown}:{info.filename}"
             if info.is_dir():
@@ -351,8 +392,14 @@ def _extract_zip(
             if budget.files_left <= 0:
                 rejected.append((label, "over the limit of files per upload"))
                 continue
-            if used + info.file_size > total_limit:
-                rejected.append((label, f"over the archive's size budget of {_mb(total_limit)}"))
+            if info.file_size > max_ratio * max(info.compress_size, 1):
+                ratio = info.file_size / max(info.compress_size, 1)
+                rejected.append((label, (
+                    f"refused: expands {ratio:,.0f} times ({_mb(info.compress_size)} to "
+                    f"{_mb(info.file_size)}); the limit is {max_ratio:g} times (zip-bomb guard)")))
+                continue
+            if info.file_size > budget.bytes_left:
+                rejected.append((label, f"over this upload's size budget ({_mb(budget.bytes_left)} left)"))
                 continue
             folder = root.joinpath(*parts[:-1])
             if not _inside(root, folder):
@@ -375,7 +422,7 @@ def _extract_zip(
                         path.unlink(missing_ok=True)
                         rejected.append((label, "refused: would land outside the upload folder"))
                         continue
-                    limit = min(info.file_size, total_limit - used)
+                    limit = min(info.file_size, budget.bytes_left)
                     try:
                         with out:
                             out.write(head)
@@ -398,7 +445,7 @@ def _extract_zip(
                 path.unlink(missing_ok=True)
                 rejected.append((label, "refused: more data than the archive declares (zip bomb)"))
                 continue
-            used += n + len(head)
+            budget.bytes_left -= n + len(head)
             why = _pixels_problem(path, max_pixels)
             if why:
                 path.unlink(missing_ok=True)

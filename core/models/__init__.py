@@ -22,7 +22,16 @@ from core.models.calibration import (
     wilson,
 )
 from core.models.cards import card_path, read_card, require_card, write_card
-from core.models.classifier import METADATA_KEYS, Classifier, ModelInfo, entropy
+from core.models.classifier import (
+    METADATA_KEYS,
+    NON_FINITE_REASON,
+    Classifier,
+    ModelInfo,
+    NonFiniteOutput,
+    batch_limit,
+    entropy,
+    finite_rows,
+)
 from core.models.familiarity import (
     EXTRACTOR_FILE,
     EXTRACTOR_INPUT,
@@ -78,18 +87,21 @@ __all__ = [
     "FEATURES",
     "MAX_RUN_BATCH",
     "METADATA_KEYS",
+    "NON_FINITE_REASON",
     "PIXEL_SIZE_SLACK",
     "Classifier",
     "Familiarity",
     "FamiliarityCheck",
     "FeatureExtractor",
     "ModelInfo",
+    "NonFiniteOutput",
     "OnnxSession",
     "Recommendation",
     "active_model",
     "apply_temperature",
     "auroc",
     "available_providers",
+    "batch_limit",
     "card_path",
     "cp_interval",
     "cp_upper",
@@ -103,6 +115,7 @@ __all__ = [
     "file_changed",
     "find_candidates",
     "find_model",
+    "finite_rows",
     "fit_familiarity",
     "fit_temperature",
     "get_model",

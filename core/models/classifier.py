@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from core.config import LABEL_RE, VERSION_RE
 from core.errors import ModelError
 from core.images.preprocess import prepare
 from core.models.calibration import softmax
@@ -48,11 +49,34 @@ class ModelInfo:
     training_data: Any = None
     input_name: str = ""
     batch_fixed: int | None = None  # set when the model's batch axis is static
+    max_batch: int = 1024  # most images per run and in flight (from the input's size)
+
+    @property
+    def input_bytes(self) -> int:
+        """Bytes of one prepared input (C x H x W float32)."""
+        return self.channels * self.input_size[0] * self.input_size[1] * 4
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["input_size"] = list(self.input_size)
         return d
+
+
+INPUT_BYTES_IN_FLIGHT = 64 * 2**20
+"""Prepared inputs one batch may hold: a model with large inputs runs in smaller batches (a
+4096 x 4096 x 3 input is 201 MB: one at a time), and never in a larger batch than the
+registration's test run (2), which proved the session's own memory for it."""
+PROBE_BATCH = 2
+
+
+def batch_limit(input_bytes: int) -> int:
+    """Most images per run for inputs of ``input_bytes`` each (see INPUT_BYTES_IN_FLIGHT)."""
+    n = max(1, INPUT_BYTES_IN_FLIGHT // max(1, input_bytes))
+    return n if n > 8 else min(n, PROBE_BATCH)
+
+
+class NonFiniteOutput(ModelError):
+    """The model answered NaN or infinity for an input (e.g. fp16 overflow)."""
 
 
 class Classifier(OnnxSession):
@@ -124,6 +148,18 @@ class Classifier(OnnxSession):
             raise ModelError(f"Model {where!r}: class_names must be a list of non-empty strings, got {names!r}")
         if len(set(names)) != len(names):
             raise ModelError(f"Model {where!r}: class_names has duplicates: {names!r}")
+        odd = [n for n in names if not LABEL_RE.match(n)]
+        if odd:  # the same rule as a label: a class the app could never record is refused here
+            raise ModelError(
+                f"Model {where!r}: class names {odd!r} cannot be labels: use 1–64 letters, "
+                "digits, spaces or . + - / ( ) (no markup such as [ ] < > ! * `)"
+            )
+        version = meta.get("version")
+        if version and not VERSION_RE.match(str(version)):
+            raise ModelError(
+                f"Model {where!r}: version {str(version)[:80]!r} is not a plain name: use up to "
+                "128 letters, digits, spaces or . + - / ( ) : @"
+            )
         channels = int(meta.get("channels") or static(c) or 1)
         if static(c) and static(c) != channels:
             raise ModelError(f"Model {where!r}: metadata says {channels} channels, input has {c}")
@@ -189,18 +225,35 @@ class Classifier(OnnxSession):
                 f"Model {where!r} has {oshape[1]} outputs but {len(names)} class names {names!r}"
             )
         self.info = info
-        # one real run: catches models that only fail at run time and dynamic output sizes
-        n = info.batch_fixed or 2
-        probe = np.zeros((n, channels, hh, ww), dtype=np.float32)
-        try:
-            raw = self.session.run(None, {inp.name: probe})[0]
-        except Exception as e:  # noqa: BLE001
-            raise ModelError(f"Model {where!r} failed on a test batch of shape {probe.shape}: {e}") from None
-        if raw.shape != (n, len(names)):
-            raise ModelError(
-                f"Model {where!r} returned shape {tuple(raw.shape)} for a batch of {n}; "
-                f"expected ({n}, {len(names)}) for class names {names!r}"
-            )
+        info.max_batch = batch_limit(info.input_bytes)
+        # real runs: catch models that only fail at run time, dynamic output sizes and
+        # answers that are not numbers (NaN / infinity: an fp16 model overflowing) on a blank
+        # batch and on image-like inputs (a ramp, noise), as prepare() makes them
+        n = info.batch_fixed or PROBE_BATCH
+        m = np.asarray(mean if len(mean) == channels else mean * channels, np.float32).reshape(-1, 1, 1)
+        sd = np.asarray(std if len(std) == channels else std * channels, np.float32).reshape(-1, 1, 1)
+        ramp = np.linspace(0.0, 1.0, hh * ww, dtype=np.float32).reshape(1, hh, ww)
+        noise = np.random.default_rng(0).random((1, hh, ww), dtype=np.float32)
+        probes = [np.zeros((n, channels, hh, ww), np.float32)]
+        for scan in (ramp, noise):
+            x = ((np.repeat(scan, channels, axis=0) - m) / sd).astype(np.float32)
+            probes.append(np.repeat(x[None], n, axis=0))
+        for probe in probes:
+            try:
+                raw = self.session.run(None, {inp.name: probe})[0]
+            except Exception as e:  # noqa: BLE001
+                raise ModelError(f"Model {where!r} failed on a test batch of shape {probe.shape}: {e}") from None
+            if raw.shape != (n, len(names)):
+                raise ModelError(
+                    f"Model {where!r} returned shape {tuple(raw.shape)} for a batch of {n}; "
+                    f"expected ({n}, {len(names)}) for class names {names!r}"
+                )
+            if not np.isfinite(np.asarray(raw, dtype=np.float64)).all():
+                raise NonFiniteOutput(
+                    f"Model {where!r} answered NaN or infinity on a test batch (an fp16 model "
+                    "overflowing does this): its predictions could not be stored. Export it "
+                    "in float32 or fix the layer that overflows."
+                )
         return info
 
     # ------------------------------------------------------------ inference
@@ -244,14 +297,26 @@ class Classifier(OnnxSession):
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities and (N,)
         unfamiliarity scores (≥ 1: unlike the training images; None when the model has no
-        familiarity statistics, :attr:`familiarity_note` says why)."""
+        familiarity statistics, :attr:`familiarity_note` says why). A row the model answered
+        with NaN or infinity is all NaN (see :func:`finite_rows`): the caller fails that image
+        with a reason and keeps going."""
         if batch.ndim != 4:
             raise ModelError(f"Expected a 4-D batch, got shape {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32), None
-        raw = self.run_batches(batch, input_name=self.info.input_name)
-        probs = self.calibrate(raw)
-        blank = self.blank_rows(batch)
+        out, raws = [], []
+        step = self.info.max_batch
+        for i in range(0, len(batch), step):
+            raw = np.asarray(self.run_batches(batch[i : i + step], input_name=self.info.input_name),
+                             dtype=np.float64)
+            bad = ~np.isfinite(raw).all(axis=1)
+            raw[bad] = 0.0
+            probs = self.calibrate(raw)
+            probs[bad] = np.nan
+            out.append(probs)
+            raws.append(raw)
+        probs, raw = np.concatenate(out), np.concatenate(raws)
+        blank = self.blank_rows(batch) & finite_rows(probs)
         if blank.any():
             probs[blank] = 1.0 / probs.shape[1]
         scores = None
@@ -281,6 +346,15 @@ class Classifier(OnnxSession):
         """Scans (2-D [0,1], bar cropped) → (N, K) probabilities, in batches."""
         out = [self.run(np.stack([self.prepare(s) for s in chunk])) for chunk in _chunks(scans, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+
+NON_FINITE_REASON = ("not predicted: the model answered NaN or infinity for this image (check "
+                     "the model, e.g. an fp16 export overflowing)")
+
+
+def finite_rows(probs: np.ndarray) -> np.ndarray:
+    """Which rows of :meth:`Classifier.run`'s answer are real probabilities."""
+    return np.asarray(np.isfinite(probs).all(axis=1))
 
 
 def _chunks(seq: Sequence[np.ndarray], n: int) -> Iterator[Sequence[np.ndarray]]:

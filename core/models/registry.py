@@ -5,6 +5,7 @@ model, switch it, and discard a candidate. A registered version is tied to its f
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,7 +61,8 @@ def register_model(
         if metadata:
             dest.with_suffix(".json").write_text(json.dumps(metadata), encoding="utf-8")
         path = dest
-    version = clf.version or path.stem
+    version = clf.version or (re.sub(r"[^\w .+\-/():@]", "_", path.stem)[:128].lstrip(" .+-/():@")
+                              or "model")  # a file name shown as a version: no markup
     if db.execute("SELECT 1 FROM models WHERE version = ?", [version]).fetchone():
         version = f"{version}-{sha[:8]}"
     card = read_card(path)

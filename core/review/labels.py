@@ -16,12 +16,12 @@ independent labels (:data:`INDEPENDENT_SQL`) measure how often auto-accepting is
 from __future__ import annotations
 
 import json
-import re
 import time
 from typing import Any
 
 from sqlite_utils import Database
 
+from core.config import LABEL_RE
 from core.errors import ClaimConflict, InvalidValue, NotFound, StoreError
 from core.models import active_model
 from core.review.certification import auto_label_rule
@@ -32,7 +32,7 @@ HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 
 
 
-_LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
+_LABEL_RE = LABEL_RE  # one rule with the class names models declare (core.config)
 
 
 def clean_reviewer(reviewer: str) -> str:
@@ -235,9 +235,14 @@ def undo_last(db: Database, reviewer: str) -> dict[str, Any] | None:
     return event(db, ev_id)
 
 
-def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str = "import") -> int:
-    """Record imported (e.g. folder-name) labels for ``(image_id, label)`` pairs; an image that
-    already carries the same imported label is left alone. Returns how many were recorded."""
+def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str = "import",
+                  replace: bool = False, kept: list[int] | None = None) -> int:
+    """Record imported (e.g. folder-name) labels for ``(image_id, label)`` pairs under
+    ``reviewer`` (who imported them: ``import:bob``). An image that already has a label (a
+    person's, an earlier import or an auto-accepted one) keeps it, and its id goes to ``kept``
+    when the label differs, unless ``replace`` (the caller has checked that an administrator
+    confirmed it: core.intake.ingest). Returns how many were recorded."""
+    reviewer = clean_reviewer(reviewer)
     n = 0
     with write_tx(db, "importing labels"):
         for image_id, label in items:
@@ -245,8 +250,10 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
             cur = db.execute(
                 "SELECT label, source FROM current_labels WHERE image_id = ?", [image_id]
             ).fetchone()
-            if cur and cur[1] != "auto":
-                continue  # a human or earlier import decision stands
+            if cur and cur[0] is not None and ((cur[0], cur[1]) == (label, "import") or not replace):
+                if cur[0] != label and kept is not None:
+                    kept.append(image_id)
+                continue  # the label it has stands
             _insert_event(
                 db, image_id=image_id, label=label, action="import", source="import",
                 reviewer=reviewer, model_id=None, model_version=None, prob=None,

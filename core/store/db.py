@@ -35,6 +35,12 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
     if str(path) != ":memory:":
         if p.is_dir():
             raise StoreError(f"Database path {str(p)!r} is a folder; give a file such as {str(p / 'semtriage.db')!r}")
+        if p.is_file() and p.stat().st_size == 0 and not Path(f"{p}-wal").is_file():
+            # SQLite would silently make it a new, empty database: every label gone unnoticed
+            raise StoreError(
+                f"Database {str(p)!r} is an empty file (0 bytes), not a SEM Triage database. "
+                "Hint: restore it from a backup (docs/DEPLOY.md), or delete it to start a new one."
+            )
         p.parent.mkdir(parents=True, exist_ok=True)
     try:
         conn = sqlite3.connect(str(p), timeout=BUSY_TIMEOUT_S, check_same_thread=False)
@@ -45,10 +51,42 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
     except sqlite3.DatabaseError as e:
         raise StoreError(f"Cannot open database {str(p)!r}: {e}") from None
     db = Database(conn)
+    if str(path) != ":memory:":
+        _check_once(db, p)
     if migrate:
         with _retry_locked("applying migrations"):
             apply_migrations(db)
     return db
+
+
+_checked: set[str] = set()
+
+
+def _check_once(db: Database, p: Path) -> None:
+    """``PRAGMA quick_check`` the first time this process opens ``p``: a file corrupted in the
+    middle is refused at start-up instead of taking more labels."""
+    key = str(p.resolve())
+    if key in _checked:
+        return
+    problems = quick_check(db)
+    if problems:
+        db.conn.close()
+        raise StoreError(
+            f"Database {str(p)!r} is damaged (SQLite quick_check: {'; '.join(problems[:3])}). "
+            "Nothing was written. Hint: stop the app and restore the last good backup "
+            "(docs/DEPLOY.md, 'Backups and restore')."
+        )
+    _checked.add(key)
+
+
+def quick_check(db: Database, *, full: bool = False) -> list[str]:
+    """What SQLite's ``quick_check`` (``integrity_check`` with ``full``) finds wrong; [] when
+    the file is sound. A file too damaged to check is one problem, not an exception."""
+    try:
+        rows = [r[0] for r in db.execute(f"PRAGMA {'integrity_check' if full else 'quick_check'}")]
+    except sqlite3.DatabaseError as e:
+        return [str(e)]
+    return [] if rows == ["ok"] else [str(r) for r in rows]
 
 
 @contextlib.contextmanager

@@ -14,7 +14,7 @@ from sqlite_utils import Database
 
 from core.config import Settings
 from core.errors import ImageReadError, StoreError
-from core.images import read_image
+from core.images import WORK_SIDE, read_image
 from core.models import (
     active_model,
     expected_calibration_error,
@@ -86,7 +86,8 @@ def _model_probs(db: Database, model: dict[str, Any], image_ids: Sequence[int],
                                 [image_ids[j] for j in todo]).fetchall())
         for n_done, j in enumerate(todo):
             try:
-                scan = read_image(paths[image_ids[j]], max_pixels=settings.max_pixels).scan
+                scan = read_image(paths[image_ids[j]], max_pixels=settings.max_pixels,
+                                  max_side=WORK_SIDE).scan
             except (ImageReadError, OSError, KeyError):
                 continue
             out[j] = clf.predict([scan])[0]

@@ -12,7 +12,7 @@ import numpy as np
 
 from core.errors import ImageReadError
 from core.files import IMAGE_SUFFIXES
-from core.images import prepare, read_image
+from core.images import WORK_SIDE, prepare, read_image
 from core.progress import Progress
 from core.synth import write_dataset
 
@@ -41,7 +41,7 @@ def load_inputs(items: Sequence[Item], *, input_size: tuple[int, int] = INPUT_SI
             scan = src
         else:
             try:
-                scan = read_image(src).scan
+                scan = read_image(src, max_side=WORK_SIDE).scan
             except ImageReadError as e:
                 skipped.append(str(e))
                 continue

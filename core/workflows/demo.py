@@ -100,6 +100,6 @@ def build_demo(
         image_id = ids.get(str((demo_dir / t["file"]).resolve()))
         if image_id is not None:
             refs.append((image_id, t["class"]))
-    import_labels(db, refs, reviewer="demo-truth")
+    import_labels(db, refs, reviewer="demo-truth", replace=True)  # the truth, over auto labels
     return {"db": str(db_path), "images": rep.added + rep.duplicates + rep.unchanged,
             "status": "built", "failed": rep.failed, "reference_labels": len(refs)}

@@ -75,7 +75,7 @@ with tab_models:
                 icon=":material/info:")
         retrain.use_default_button(db, "mdl_use_default", admin, busy)
     for m in reversed(ms):
-        with st.expander(f"{m['version']}" + ("  · active" if m["active"] else ""), expanded=m["active"],
+        with st.expander(ui.esc(m["version"]) + ("  · active" if m["active"] else ""), expanded=m["active"],
                          icon=":material/check_circle:" if m["active"] else ":material/deployed_code:"):
             info = m["info"]
             st.caption(f"{len(m['class_names'])} classes: " + ", ".join(ui.esc(c) for c in m["class_names"])

@@ -2,7 +2,8 @@
 databases, a labelled database for retraining, and real-browser utilities (helpers.browser)."""
 
 from tests.helpers.app import app_db_copy, build_app_db
-from tests.helpers.images import FIXTURES, write_images
+from tests.helpers.images import FIXTURES, write_images, write_mosaic_tiff
 from tests.helpers.models import CLASSES, build_tiny_model
 
-__all__ = ["CLASSES", "FIXTURES", "app_db_copy", "build_app_db", "build_tiny_model", "write_images"]
+__all__ = ["CLASSES", "FIXTURES", "app_db_copy", "build_app_db", "build_tiny_model", "write_images",
+           "write_mosaic_tiff"]

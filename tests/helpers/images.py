@@ -23,3 +23,29 @@ def write_images(folder: Path, n: int = 12, *, size: int = 48, seed: int = 0, fm
         Image.fromarray((a * 255).astype(np.uint8)).save(p)
         out.append(p)
     return out
+
+
+def write_mosaic_tiff(path: Path, side: int, seed: int = 0, dtype: str = "uint16",
+                      tile: int = 512) -> Path:
+    """A huge SIDE x SIDE zlib-tiled TIFF that compresses to almost nothing (issue 18's memory
+    attack: 14000 px, 16-bit = 196 Mpx in ~400 KB), written tile by tile so making it never
+    holds the frame: a smooth per-tile background plus one noisy tile (files differ)."""
+    import tifffile
+
+    rng = np.random.default_rng(seed)
+    n = -(-side // tile)
+    top = int(np.iinfo(dtype).max)
+    noisy = (int(rng.integers(n)), int(rng.integers(n)))
+
+    def tiles():
+        for ty in range(n):
+            for tx in range(n):
+                v = (ty * 37 + tx * 11 + seed * 101) % 200 + 20
+                t = np.full((tile, tile), v * top // 255, dtype=dtype)
+                if (ty, tx) == noisy:
+                    t = rng.integers(0, top, (tile, tile), endpoint=True).astype(dtype)
+                yield t
+
+    tifffile.imwrite(path, tiles(), shape=(side, side), dtype=dtype, tile=(tile, tile),
+                     compression="zlib", photometric="minisblack")
+    return path

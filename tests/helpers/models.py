@@ -25,11 +25,14 @@ def build_tiny_model(
     with_class_names: bool = True,
     out_dim: int | None = None,
     temperature: float | None = None,
+    overflow_above: float | None = None,
 ) -> Path:
     """A real ONNX classifier: mean brightness → linear → logits (or softmax probabilities).
 
     Dark images favour the first class, bright ones the last, mid-grey ones sit between two
     classes — so one folder of images of varied brightness fills every queue.
+    ``overflow_above``: images brighter than this (mean in [0, 1]) get infinite logits, as an
+    fp16 export overflowing does (mid-grey 0.5 is what a blank test batch shows).
     """
     k = out_dim or len(classes)
     centres = np.linspace(0.0, 1.0, k, dtype=np.float32)
@@ -58,6 +61,15 @@ def build_tiny_model(
         helper.make_node("Add", ["l12", "b"], ["logits"]),
     ]
     inits.append(helper.make_tensor("axis1", TensorProto.INT64, [1], [1]))
+    if overflow_above is not None:
+        inits += [helper.make_tensor("thr", TensorProto.FLOAT, [], [float(overflow_above)]),
+                  helper.make_tensor("big", TensorProto.FLOAT, [], [1e38])]
+        nodes[-1] = helper.make_node("Add", ["l12", "b"], ["lin"])
+        nodes += [helper.make_node("Sub", ["f", "thr"], ["over"]),
+                  helper.make_node("Relu", ["over"], ["r"]),
+                  helper.make_node("Mul", ["r", "big"], ["r1"]),
+                  helper.make_node("Mul", ["r1", "big"], ["r2"]),  # inf where r > 0
+                  helper.make_node("Add", ["lin", "r2"], ["logits"])]
     if kind == "probabilities":
         nodes.append(helper.make_node("Softmax", ["logits"], ["out"], axis=1))
     else:

@@ -395,3 +395,40 @@ def test_sniff_kind():
     assert sniff_kind(b"II*\x00rest") == "TIFF" and sniff_kind(b"MM\x00+") == "TIFF"
     assert sniff_kind(img_bytes("JPEG")) == "JPEG" and sniff_kind(b"BM..") == "BMP"
     assert sniff_kind(b"GIF89a") is None
+
+
+# ---------------------------------------------------------------- issue 18, finding 4
+
+
+def test_zip_amplification_by_ratio_is_refused(dest):
+    """The attack: a 1 MB zip wrote a 1 GiB file. Here 100 KB of zeros expands ~1000 times."""
+    bomb = make_zip([("flat.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 3 * MB), ("ok.png", img_bytes())])
+    assert len(bomb) < 20_000
+    saved, rejected = save_uploads([("x.zip", bomb)], dest, max_bytes=MB, max_total_bytes=10 * MB)
+    assert [p.name for p in saved] == ["ok.png"]
+    assert rejected[0][0] == "x.zip:flat.png" and "zip-bomb guard" in rejected[0][1]
+    assert "expands" in rejected[0][1]
+    assert all_files(dest) == ["ok.png"]
+
+
+def test_several_archives_share_one_budget_per_upload(dest):
+    noise = [(f"n{i}.png", img_bytes(size=300, seed=i)) for i in range(3)]  # ~90 KB each
+    one = make_zip(noise, method=zipfile.ZIP_STORED)
+    per = sum(len(b) for _, b in noise)
+    saved, rejected = save_uploads([("a.zip", one), ("b.zip", one), ("c.zip", one)], dest,
+                                   max_bytes=MB, max_total_bytes=int(per * 2.5))
+    assert len(saved) == 6, (len(saved), rejected)  # two archives whole; the third refused
+    assert sum(p.stat().st_size for p in saved) <= per * 2.5
+    assert [n for n, _ in rejected] == ["c.zip"] and "this upload may write" in rejected[0][1]
+
+
+def test_the_disk_keeps_headroom_for_the_database(dest):
+    import shutil
+
+    free = shutil.disk_usage(dest.parent).free
+    data = make_zip([("a.png", img_bytes())])
+    saved, rejected = save_uploads([("x.zip", data), ("p.png", img_bytes(seed=3))], dest,
+                                   max_bytes=MB, reserve_bytes=free)
+    assert saved == [] and len(rejected) == 2
+    assert all("kept free for the database" in r for _, r in rejected), rejected
+    assert not dest.exists(), "the empty upload folder was left behind"

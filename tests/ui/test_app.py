@@ -319,6 +319,16 @@ def test_export_writes_files_and_offers_the_zip(app_db, tmp_path):
     assert list((tmp_path / "data" / "exports").glob("predictions-*.csv"))
 
 
+def finish_ingest(at, app_db) -> None:
+    """The ingest runs in the background (closing the tab does not stop it): wait, then rerun
+    the page to see how it ended."""
+    job = jobs.get_job("ingest:" + str(app_db.resolve()))
+    assert job is not None and job.kind == "ingest"
+    assert job.wait(120) and job.status == "done", (job.status, job.error)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+
+
 def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
     folder = tmp_path / "new"
     write_images(folder, n=3, size=40, seed=9)
@@ -327,6 +337,7 @@ def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
     at.text_input(key="ing_folder").input(str(folder)).run()
     at.button(key="ing_go_folder").click().run()
     assert not at.exception
+    finish_ingest(at, app_db)
     db = open_db(app_db)
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 23
     assert "3 added" in texts(at) and "1 failed" in texts(at)
@@ -392,6 +403,7 @@ def test_ingest_uploads_files_and_a_zip_with_class_folders(app_db, tmp_path):
     at.checkbox(key="ing_up_labels").check().run()
     at.button(key="ing_go_upload").click().run()
     assert not at.exception, [e.value for e in at.exception]
+    finish_ingest(at, app_db)
     db = open_db(app_db)
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 23
     refused = " ".join(str(v) for v in at.dataframe[0].value["upload"])
