@@ -239,7 +239,7 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
                   replace: bool = False, kept: list[int] | None = None) -> int:
     """Record imported (e.g. folder-name) labels for ``(image_id, label)`` pairs under
     ``reviewer`` (who imported them: ``import:bob``). An image that already has a label (a
-    person's, an earlier import or an auto-accepted one) keeps it, and its id goes to ``kept``
+    person's or an earlier import; an auto-accepted one is replaced) keeps it, and its id goes to ``kept``
     when the label differs, unless ``replace`` (the caller has checked that an administrator
     confirmed it: core.intake.ingest). Returns how many were recorded."""
     reviewer = clean_reviewer(reviewer)
@@ -250,7 +250,9 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
             cur = db.execute(
                 "SELECT label, source FROM current_labels WHERE image_id = ?", [image_id]
             ).fetchone()
-            if cur and cur[0] is not None and ((cur[0], cur[1]) == (label, "import") or not replace):
+            # an auto-accepted label is the model's guess, not a reference label: an import replaces it
+            held = cur is not None and cur[0] is not None and cur[1] != "auto"
+            if held and ((cur[0], cur[1]) == (label, "import") or not replace):
                 if cur[0] != label and kept is not None:
                     kept.append(image_id)
                 continue  # the label it has stands
