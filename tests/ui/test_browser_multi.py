@@ -1,10 +1,13 @@
 """Two real browser sessions reviewing the same queue at once, signed in by a (simulated)
-reverse proxy: each browser context sends the proxy's ``X-Forwarded-User`` header, which the
-app reads from its websocket's opening request (st.context.headers). Afterwards the database
+reverse proxy: each reviewer's browser goes through its own relay that adds the proxy's
+``X-Forwarded-User`` header to every request, the websocket's opening one included, which the
+app reads (st.context.headers; browsers put no extra headers on websocket handshakes). Afterwards the database
 shows no image decided twice, every decision in the history under the right reviewer, and
 counts that add up. Needs /usr/bin/chromium."""
 
 from __future__ import annotations
+
+import contextlib
 
 import pytest
 
@@ -21,6 +24,7 @@ from tests.helpers.browser import (
     stop_server,
     wait_new_image,
 )
+from tests.helpers.proxy import header_proxy
 
 pytestmark = pytest.mark.browser
 
@@ -36,7 +40,7 @@ def proxy_server(tmp_path):
     from tests.helpers import build_app_db
 
     db_path = build_app_db(tmp_path)
-    env = {"SEMTRIAGE_AUTH": "proxy", "SEMTRIAGE_ADMIN_USERS": ADMIN}
+    env = {"SEMTRIAGE_AUTH": "proxy", "SEMTRIAGE_ADMIN_USERS": ADMIN, "SEMTRIAGE_TRUSTED_PROXIES": "127.0.0.1"}
     proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log", env=env)
     try:
         yield url, db_path
@@ -44,10 +48,12 @@ def proxy_server(tmp_path):
         stop_server(proc)
 
 
-def open_review(browser, url: str, user: str):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900},
-                              extra_http_headers={"X-Forwarded-User": user})
+def open_review(browser, url: str):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
     page = ctx.new_page()
+    page.goto(url)  # the app's own page first (a fresh server), then the review page
+    page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
+    settle(page)
     page.goto(url + "/review")
     page.wait_for_selector(MAIN_IMAGE, timeout=30_000)
     settle(page)
@@ -71,7 +77,10 @@ def test_two_signed_in_reviewers_decide_the_same_queue_at_once(proxy_server):
             assert anon.locator('[data-testid="stMetric"], [data-testid="stImage"]').count() == 0
             assert "Database" not in anon.inner_text("body")
 
-            pages = [open_review(browser, url, u) for u in REVIEWERS]
+            relays = contextlib.ExitStack()
+            port = int(url.rsplit(":", 1)[1])
+            vias = [relays.enter_context(header_proxy(port, {"X-Forwarded-User": u})) for u in REVIEWERS]
+            pages = [open_review(browser, via) for via in vias]
             for page, user in zip(pages, REVIEWERS):  # the name came through the websocket
                 assert user in page.locator('[data-testid="stSidebar"]').inner_text()
                 assert page.get_by_role("textbox", name="Reviewer").count() == 0
@@ -91,6 +100,7 @@ def test_two_signed_in_reviewers_decide_the_same_queue_at_once(proxy_server):
                 page.get_by_text("Queues with these thresholds").wait_for(timeout=30_000)
                 save = page.get_by_role("button", name="Save thresholds and re-route")
                 assert save.count() == (1 if user == ADMIN else 0), user
+            relays.close()
         finally:
             browser.close()
 
