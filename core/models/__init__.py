@@ -23,8 +23,10 @@ from core.models.calibration import (
 )
 from core.models.cards import card_path, read_card, require_card, write_card
 from core.models.classifier import (
+    INPUT_BYTES_IN_FLIGHT,
     METADATA_KEYS,
     NON_FINITE_REASON,
+    PROBE_BATCH,
     Classifier,
     ModelInfo,
     NonFiniteOutput,
@@ -61,9 +63,11 @@ __all__ = [
     "CUDA",
     "DEFAULT_LEVEL",
     "DEFAULT_TARGET",
+    "INPUT_BYTES_IN_FLIGHT",
     "MAX_RUN_BATCH",
     "METADATA_KEYS",
     "NON_FINITE_REASON",
+    "PROBE_BATCH",
     "Classifier",
     "ModelInfo",
     "NonFiniteOutput",
