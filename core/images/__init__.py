@@ -4,20 +4,22 @@ windowing, display images and thumbnails, and the one preprocessing path into a 
 
 from core.images.databar import MAX_DATABAR_FRACTION, detect_databar
 from core.images.levels import block_mean, window
-from core.images.metadata import format_length, scale_text
+from core.images.metadata import format_length, metadata_rows, scale_text
 from core.images.preprocess import prepare, resize
 from core.images.read import WORK_SIDE, SemImage, decode_bytes, read_image
-from core.images.render import encode_png, thumbnail_jpeg, to_uint8
+from core.images.render import crop_around, encode_png, thumbnail_jpeg, to_uint8
 
 __all__ = [
     "MAX_DATABAR_FRACTION",
     "WORK_SIDE",
     "SemImage",
     "block_mean",
+    "crop_around",
     "decode_bytes",
     "detect_databar",
     "encode_png",
     "format_length",
+    "metadata_rows",
     "prepare",
     "read_image",
     "resize",

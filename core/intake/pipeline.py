@@ -48,6 +48,28 @@ class IngestReport:
     timings: dict[str, float] = field(default_factory=dict)
     duplicate_paths: list[str] = field(default_factory=list)  # files whose image was stored already
     labels_kept: int = 0  # images whose own label a folder name would have replaced
+    # where this run's new images went: images per queue (auto = labelled by the model, reaching
+    # a person only through the spot-checks)
+    routed: dict[str, int] = field(default_factory=dict)
+    # of the confident (auto queue) ones, how many the model was allowed to label: none while it
+    # is provisional (core.review.certification); the rest wait as confident (unverified)
+    auto_labelled: int = 0
+
+    def routing_summary(self) -> str:
+        """'25 auto-labelled by the model (…), 10 to the uncertain queue, 7 to the mixed queue'."""
+        if not self.routed:
+            return ""
+        parts = []
+        n = self.routed.get("auto", 0)
+        if labelled := min(n, self.auto_labelled):
+            parts.append(f"{labelled} auto-labelled by the model (they reach a person only through "
+                         "the spot-check queues)")
+        if n - labelled:
+            parts.append(f"{n - labelled} confident but unverified (not labelled: the model's "
+                         "auto-accept is not certified on this lab's images; confirm them on Grid "
+                         "confirm)")
+        parts += [f"{self.routed[q]} to the {q} queue" for q in ("uncertain", "mixed") if self.routed.get(q)]
+        return "; ".join(parts)
 
     def summary(self) -> str:
         parts = [
@@ -65,7 +87,8 @@ class IngestReport:
                          "the folder name)")
         if self.ignored:
             parts.append(f"{self.ignored} non-image files ignored")
-        return f"{self.scanned} files: " + ", ".join(parts)
+        text = f"{self.scanned} files: " + ", ".join(parts)
+        return text + (f". Routed: {self.routing_summary()}" if self.routed else "")
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -181,9 +204,16 @@ def ingest(
     def flush() -> None:
         nonlocal batch, dups, failed, labels
         t0 = time.perf_counter()
-        probs = None
+        probs = ood = None
+        unfamiliar: list[str | None] = []
         if classifier is not None and batch:
-            probs = classifier.run(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            probs, ood = classifier.assess(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            unfamiliar = [
+                classifier.unfamiliar_reason(None if ood is None else float(ood[k]),
+                                             pixel_size_m=b.img.pixel_size_m if b.img else None,
+                                             instrument=b.img.instrument if b.img else None)
+                for k, b in enumerate(batch)
+            ]
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
         with write_tx(db, "storing ingested images"):
@@ -193,7 +223,10 @@ def ingest(
             dups += [(b, i) for b, i in raced if i is not None]
             batch = [b for b, i in raced if i is None]
             if probs is not None:
-                probs = probs[np.array([i is None for _, i in raced], dtype=bool)]
+                fresh = np.array([i is None for _, i in raced], dtype=bool)
+                probs = probs[fresh]
+                ood = ood[fresh] if ood is not None else None
+                unfamiliar = [u for u, f in zip(unfamiliar, fresh) if f]
             ids: list[tuple[int, str]] = []
             for b in batch:
                 img = b.img
@@ -227,9 +260,16 @@ def ingest(
             if probs is not None and classifier is not None and model_id is not None:
                 ok = finite_rows(probs)
                 failed += [(str(b.path), NON_FINITE_REASON) for b, good in zip(batch, ok) if not good]
-                store_predictions(db, model_id, classifier.class_names,
-                                  [i for i, good in zip(ids, ok) if good], probs[ok])
-                rep.predicted += int(ok.sum())
+                ids_ok = [i for i, good in zip(ids, ok) if good]
+                store_predictions(db, model_id, classifier.class_names, ids_ok, probs[ok],
+                                  ood=ood[ok] if ood is not None else None,
+                                  unfamiliar=[u for u, good in zip(unfamiliar, ok) if good])
+                rep.predicted += len(ids_ok)
+                marks = ",".join("?" * len(ids_ok))
+                for q, n in db.execute(
+                    f"SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND image_id IN ({marks}) "
+                    "GROUP BY queue", [model_id, *(i for i, _ in ids_ok)]):
+                    rep.routed[q] = rep.routed.get(q, 0) + n
             if labels_from_folders:
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
                 labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
@@ -275,7 +315,7 @@ def ingest(
     flush()
     if classifier is not None and model_id is not None:
         t0 = time.perf_counter()
-        sync_auto_labels(db, model_id)
+        rep.auto_labelled = sync_auto_labels(db, model_id)["added"]
         _timer(timings, "database", t0)
     timings["total"] = time.perf_counter() - t_start
     return rep

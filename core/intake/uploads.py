@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 import tifffile
-from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin
+from PIL import BmpImagePlugin, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from core.errors import UploadRejected
 from core.files import (
@@ -98,8 +98,10 @@ def _image_pixels(path: Path) -> int | None:
                 return int(shape[0]) * int(shape[1])
         # the plugin class reads the header only and applies no Pillow-wide pixel limit:
         # ours (SEMTRIAGE_MAX_PIXELS) is the one limit, for PNG as for TIFF (core.images)
-        plugin = {"PNG": PngImagePlugin.PngImageFile, "JPEG": JpegImagePlugin.JpegImageFile,
-                  "BMP": BmpImagePlugin.BmpImageFile}.get(kind or "")
+        plugins: dict[str, type[ImageFile.ImageFile]] = {
+            "PNG": PngImagePlugin.PngImageFile, "JPEG": JpegImagePlugin.JpegImageFile,
+            "BMP": BmpImagePlugin.BmpImageFile}
+        plugin = plugins.get(kind or "")
         if plugin is None:
             return None
         with open(path, "rb") as fh:

@@ -20,6 +20,7 @@ from core.config import LABEL_RE, VERSION_RE
 from core.errors import ModelError
 from core.images.preprocess import prepare
 from core.models.calibration import softmax
+from core.models.familiarity import FamiliarityCheck, load_familiarity
 from core.models.session import OnnxSession
 
 METADATA_KEYS = {
@@ -95,6 +96,10 @@ class Classifier(OnnxSession):
     ):
         super().__init__(path, providers=providers, metadata=metadata, threads=threads)
         self.info = self._validate(self.metadata)
+        # the unfamiliarity check from the card (None for a model without statistics; the
+        # note says why); a broken familiarity block fails the load like bad metadata
+        self.familiarity: FamiliarityCheck | None
+        self.familiarity, self.familiarity_note = load_familiarity(self.path, self.info.to_json())
 
     # ------------------------------------------------------------ validation
 
@@ -266,9 +271,7 @@ class Classifier(OnnxSession):
         i = self.info
         return prepare(scan, i.input_size, i.channels, i.mean, i.std)
 
-    def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        """Raw model outputs → temperature-scaled probabilities (rows sum to 1)."""
-        raw = np.asarray(raw, dtype=np.float64)
+    def _output_kind(self, raw: np.ndarray) -> str:
         kind = self.info.output
         if kind == "auto":
             sums = raw.sum(axis=1)
@@ -277,6 +280,12 @@ class Classifier(OnnxSession):
                 if (raw >= -1e-6).all() and np.allclose(sums, 1.0, atol=1e-3)
                 else "logits"
             )
+        return kind
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw model outputs → temperature-scaled probabilities (rows sum to 1)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        kind = self._output_kind(raw)
         z = np.log(np.clip(raw, 1e-12, 1.0)) if kind == "probabilities" else raw
         return softmax(z, self.info.temperature).astype(np.float32)
 
@@ -284,25 +293,45 @@ class Classifier(OnnxSession):
         """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities. A row the model
         answered with NaN or infinity is all NaN (see :func:`finite_rows`): the caller fails
         that image with a reason and keeps going."""
+        return self.assess(batch, familiarity=False)[0]
+
+    def assess(self, batch: np.ndarray, *, familiarity: bool = True
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities and (N,)
+        unfamiliarity scores (≥ 1: unlike the training images; None when the model has no
+        familiarity statistics, :attr:`familiarity_note` says why). Run in chunks of at most
+        ``info.max_batch`` (large inputs); a row the model answered with NaN or infinity is
+        all NaN (see :func:`finite_rows`)."""
         if batch.ndim != 4:
             raise ModelError(f"Expected a 4-D batch, got shape {batch.shape}")
         if len(batch) == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        out = []
+            return np.zeros((0, len(self.class_names)), dtype=np.float32), None
         step = self.info.max_batch
-        for i in range(0, len(batch), step):
-            raw = np.asarray(self.run_batches(batch[i : i + step], input_name=self.info.input_name),
-                             dtype=np.float64)
-            bad = ~np.isfinite(raw).all(axis=1)
-            raw[bad] = 0.0
-            probs = self.calibrate(raw)
-            probs[bad] = np.nan
-            out.append(probs)
-        probs = np.concatenate(out)
-        blank = self.blank_rows(batch) & finite_rows(probs)
+        raw = np.concatenate([
+            np.asarray(self.run_batches(batch[i : i + step], input_name=self.info.input_name),
+                       dtype=np.float64)
+            for i in range(0, len(batch), step)
+        ])
+        bad = ~np.isfinite(raw).all(axis=1)
+        raw[bad] = 0.0
+        probs = self.calibrate(raw)
+        probs[bad] = np.nan
+        blank = self.blank_rows(batch) & ~bad
         if blank.any():
             probs[blank] = 1.0 / probs.shape[1]
-        return probs
+        scores = None
+        if familiarity and self.familiarity is not None:
+            logits = raw if self._output_kind(raw) == "logits" else None
+            scores = self.familiarity.scores(batch, logits)
+        return probs, scores
+
+    def unfamiliar_reason(self, score: float | None, *, pixel_size_m: float | None = None,
+                          instrument: str | None = None) -> str | None:
+        """Why one image counts as unfamiliar to this model, or None (see
+        :meth:`core.models.Familiarity.reason`)."""
+        if self.familiarity is None:
+            return None
+        return self.familiarity.reason(score, pixel_size_m=pixel_size_m, instrument=instrument)
 
     def blank_rows(self, batch: np.ndarray) -> np.ndarray:
         """Which prepared inputs carry no image: less than one grey level (1/255 of the

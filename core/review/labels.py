@@ -5,6 +5,11 @@ latest human or imported label event that has not been undone; failing that, its
 auto-accept event if that one has not been undone (revoked). ``skip`` and ``undo`` events
 carry no label. Undo is a new event pointing at the one it cancels — nothing is deleted.
 Auto-accepted labels never overwrite a human label.
+
+A ``several`` decision may name the classes present (``classes``, a JSON list); ``context``
+tells what the reviewer saw when deciding: ``'blind'`` (the model's answer hidden: the blind
+spot-check), ``'auto'`` (confirming an auto-accepted label while seeing it), or NULL. Only
+independent labels (:data:`INDEPENDENT_SQL`) measure how often auto-accepting is wrong.
 """
 
 
@@ -19,6 +24,7 @@ from sqlite_utils import Database
 from core.config import LABEL_RE
 from core.errors import ClaimConflict, InvalidValue, NotFound, StoreError
 from core.models import active_model
+from core.review.certification import auto_label_rule
 from core.store import now_iso, write_tx
 
 SPECIAL_LABELS = ("several", "unusable")
@@ -42,6 +48,23 @@ def clean_label(label: str) -> str:
             f"Label {label!r} is not a valid class name: use 1–64 letters, digits, spaces or . + - / ( )"
         )
     return lab
+
+
+def clean_classes(classes: list[str] | tuple[str, ...] | None) -> list[str]:
+    """The classes of a ``several`` decision: each a valid class name, at least two distinct,
+    in the order given (duplicates dropped)."""
+    out: list[str] = []
+    for c in classes or ():
+        lab = clean_label(c)
+        if lab in SPECIAL_LABELS:
+            raise InvalidValue(f"{lab!r} is not a class an image can show; choose the classes present")
+        if lab not in out:
+            out.append(lab)
+    if len(out) < 2:
+        raise InvalidValue(
+            f"'Several' needs at least two different classes present; got {', '.join(out) or 'none'}"
+        )
+    return out
 
 
 def _prediction(db: Database, image_id: int, model_id: int | None) -> dict[str, Any] | None:
@@ -69,7 +92,8 @@ def _insert_event(db: Database, **ev: Any) -> int:
 def _recompute_current(db: Database, image_id: int) -> None:
     row = db.execute(
         """
-        SELECT e.id, e.label, e.action, e.source, e.reviewer, e.model_version, e.prob, e.created_at
+        SELECT e.id, e.label, e.action, e.source, e.reviewer, e.model_version, e.prob, e.created_at,
+               e.classes, e.context
         FROM label_events e
         WHERE e.image_id = ? AND e.label IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes = e.id)
@@ -86,10 +110,11 @@ def _recompute_current(db: Database, image_id: int) -> None:
     else:
         db.execute(
             "INSERT INTO current_labels(image_id, event_id, label, action, source, reviewer, "
-            "model_version, prob, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "model_version, prob, updated_at, classes, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(image_id) DO UPDATE SET event_id = excluded.event_id, label = excluded.label, "
             "action = excluded.action, source = excluded.source, reviewer = excluded.reviewer, "
-            "model_version = excluded.model_version, prob = excluded.prob, updated_at = excluded.updated_at",
+            "model_version = excluded.model_version, prob = excluded.prob, updated_at = excluded.updated_at, "
+            "classes = excluded.classes, context = excluded.context",
             [image_id, *row],
         )
         done = int(row[3] != "auto")
@@ -115,16 +140,25 @@ def decide(
     reviewer: str,
     label: str | None = None,
     note: str | None = None,
+    classes: list[str] | tuple[str, ...] | None = None,
+    blind: bool = False,
 ) -> dict[str, Any]:
     """Record one human decision on ``image_id`` and return the event.
 
     ``accept`` takes the active model's prediction (or ``label`` if given); ``relabel`` needs
-    ``label``; ``several`` and ``unusable`` set those special labels; ``skip`` records a skip
-    (the image comes back when the queue is otherwise empty).
+    ``label``; ``several`` and ``unusable`` set those special labels (``several`` with the
+    ``classes`` present, at least two, when the reviewer named them); ``skip`` records a skip
+    (the image comes back when the queue is otherwise empty). ``blind``: the reviewer decided
+    without seeing the model's answer (the blind spot-check; ``accept`` is not possible then).
     """
     reviewer = clean_reviewer(reviewer)
     if action not in HUMAN_ACTIONS:
         raise InvalidValue(f"Unknown action {action!r}; expected one of {', '.join(HUMAN_ACTIONS)}")
+    if classes is not None and action != "several":
+        raise InvalidValue(f"Classes present are given with 'several' only, not with {action!r}")
+    kept_classes = clean_classes(classes) if classes is not None else None
+    if blind and action == "accept" and label is None:
+        raise InvalidValue("A blind check cannot accept the hidden answer; choose the class you see")
     with write_tx(db, "saving a label"):
         if not db.execute("SELECT 1 FROM images WHERE id = ?", [image_id]).fetchone():
             raise NotFound(f"No image with id {image_id!r}")
@@ -151,9 +185,15 @@ def decide(
             label = None
         if pred is not None and label is not None:
             prob = pred["probs"].get(label)
+        context = "blind" if blind else None
+        if not blind and label is not None:
+            cur = db.execute("SELECT source FROM current_labels WHERE image_id = ?", [image_id]).fetchone()
+            if cur and cur[0] == "auto":
+                context = "auto"  # confirming (or correcting) an auto label while seeing it
         event_id = _insert_event(
             db, image_id=image_id, label=label, action=action, source="human", reviewer=reviewer,
             model_id=model_id, model_version=version, prob=prob, note=note,
+            classes=json.dumps(kept_classes) if kept_classes else None, context=context,
         )
         if action == "skip":
             db.execute(
@@ -224,22 +264,26 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
 
 def sync_auto_labels(db: Database, model_id: int) -> dict[str, int]:
     """Bring auto-accepted labels in line with ``model_id``'s current routing: unlabelled
-    images in the ``auto`` queue get an auto label; auto labels whose image left the ``auto``
-    queue (or whose class changed) are revoked. Human and imported labels are never touched."""
+    images in the ``auto`` queue get an auto label where the model's certification allows it
+    (core/review/certification.py: none while it is provisional); auto labels whose image left
+    the ``auto`` queue (or whose class changed, or that certification no longer allows) are
+    revoked. Human and imported labels are never touched."""
     version = db.execute("SELECT version FROM models WHERE id = ?", [model_id]).fetchone()
     if version is None:
         raise NotFound(f"No model with id {model_id!r}")
     stamp = now_iso()
+    allowed, allowed_params = auto_label_rule(db, model_id)
     with write_tx(db, "updating auto-accepted labels"):
         # 1. revoke auto labels that no longer hold
         stale = db.execute(
-            """
+            f"""
             SELECT c.image_id, c.event_id FROM current_labels c
             LEFT JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ?
             WHERE c.source = 'auto'
-              AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label OR c.model_version != ?)
+              AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label OR c.model_version != ?
+                   OR NOT ({allowed}))
             """,
-            [model_id, version[0]],
+            [model_id, version[0], *allowed_params],
         ).fetchall()
         db.conn.executemany(
             "INSERT INTO label_events(image_id, label, action, source, reviewer, model_id, "
@@ -252,16 +296,16 @@ def sync_auto_labels(db: Database, model_id: int) -> dict[str, int]:
         # 2. add auto labels where there is no label at all
         before = db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
         db.execute(
-            """
+            f"""
             INSERT INTO label_events(image_id, label, action, source, reviewer, model_id,
                                      model_version, prob, created_at)
             SELECT p.image_id, p.pred, 'auto', 'auto', 'auto', p.model_id, ?, p.p1, ?
             FROM predictions p
-            WHERE p.model_id = ? AND p.queue = 'auto'
+            WHERE p.model_id = ? AND p.queue = 'auto' AND ({allowed})
               AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id)
             ORDER BY p.image_id
             """,
-            [version[0], stamp, model_id],
+            [version[0], stamp, model_id, *allowed_params],
         )
         added = db.execute(
             """
@@ -294,6 +338,19 @@ def history(db: Database, image_id: int) -> list[dict[str, Any]]:
             [image_id],
         )
     )
+
+
+def several_labels(db: Database) -> list[dict[str, Any]]:
+    """The images whose current label is ``several`` with the classes present named:
+    ``image_id``, ``classes`` (list), ``source``, ``reviewer`` — for the mixed-queue bench and
+    multi-label training."""
+    return [
+        {**r, "classes": json.loads(r["classes"])}
+        for r in db.query(
+            "SELECT image_id, classes, source, reviewer FROM current_labels "
+            "WHERE label = 'several' AND classes IS NOT NULL ORDER BY image_id"
+        )
+    ]
 
 
 def current_label(db: Database, image_id: int) -> dict[str, Any] | None:

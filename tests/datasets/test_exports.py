@@ -26,7 +26,7 @@ from core.datasets import (
 from core.errors import ExportError, NotFound
 from core.intake import ingest
 from core.models import Classifier, register_model
-from core.review import decide, import_labels
+from core.review import decide, force_threshold, import_labels
 from core.store import open_db
 from tests.helpers import build_tiny_model, write_images
 
@@ -48,6 +48,7 @@ def env(tmp_path):
     db = open_db(tmp_path / "t.db")
     model_path = build_tiny_model(tmp_path / "models" / "tiny.onnx")
     model = register_model(db, model_path, activate=True)
+    force_threshold(db, 0.7, model_id=model["id"], note="tests: auto labels allowed")
     write_images(tmp_path / "data" / "a", 6, seed=1)
     write_images(tmp_path / "data" / "b", 6, seed=2)
     rep = ingest(
@@ -475,3 +476,19 @@ def test_formula_reviewer_names_are_inert_in_csv_exports(env):
     cells = [v for r in rows for v in r.values()]
     assert "'" + evil in cells
     assert not any(v.startswith(("=", "+", "@")) for v in cells), "a cell a spreadsheet would run"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_several_exports_its_classes(env, fmt):
+    """A mixed image's categories reach the dataset: 'a;b' in a csv manifest, a list in jsonl."""
+    db, tmp, _ = env
+    decide(db, 1, "several", reviewer="ana", classes=["fibres", "particles"])
+    rep = export_labels(db, tmp / fmt, fmt=fmt, include_special=True)
+    rows = read_manifest(tmp / fmt / f"manifest.{fmt}")
+    assert rep.count == len(rows)
+    several = [r for r in rows if r["label"] == "several"]
+    want = "fibres;particles" if fmt == "csv" else ["fibres", "particles"]
+    empty = "" if fmt == "csv" else None
+    assert sorted(r["classes"] == want for r in several) == [False, True], "one named, one not"
+    assert [r["classes"] for r in several if r["classes"] != want] == [empty]
+    assert all(r["classes"] == empty for r in rows if r["label"] != "several")

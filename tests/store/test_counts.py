@@ -10,7 +10,7 @@ import pytest
 from core import review
 from core.intake import ingest, pending_count, predict_pending
 from core.models import Classifier, register_model, set_active_model
-from core.store import core_migrations, open_db, write_tx
+from core.store import core_migrations, migration_set, open_db, write_tx
 from tests.helpers import build_tiny_model, write_images
 
 CLASSES = ("fibres", "particles", "powder")
@@ -122,12 +122,21 @@ def test_migration_backfills_an_existing_database(tmp_path):
     path = tmp_path / "old.db"
     db = open_db(path, migrate=False)
     core_migrations.apply(db, stop_before="m006_counts")
+    migration_set("semtriage.review").apply(db)  # the predictions columns ingest writes
     assert not db["pred_counts"].exists()
     m = register_model(db, build_tiny_model(tmp_path / "m.onnx", CLASSES), activate=True)
     ingest(db, [write_images(tmp_path / "img", n=9)[0].parent], classifier=Classifier(m["path"]),
            model_id=m["id"])
-    iid = db.execute("SELECT image_id FROM predictions LIMIT 1").fetchone()[0]
-    review.decide(db, iid, "accept", reviewer="ann")
+    iid, pred = db.execute("SELECT image_id, pred FROM predictions LIMIT 1").fetchone()
+    # a decision as the code of that time wrote it (today's decide needs later columns)
+    ev = db.execute("INSERT INTO label_events(image_id, label, action, source, reviewer, created_at) "
+                    "VALUES (?, ?, 'accept', 'human', 'ann', '2026-01-01T00:00:00')", [iid, pred]).lastrowid
+    db.execute("INSERT INTO current_labels(image_id, event_id, label, action, source, reviewer, updated_at) "
+               "VALUES (?, ?, ?, 'accept', 'human', 'ann', '2026-01-01T00:00:00') ON CONFLICT(image_id) DO "
+               "UPDATE SET event_id = excluded.event_id, label = excluded.label, action = 'accept', "
+               "source = 'human', reviewer = 'ann'", [iid, ev, pred])
+    db.execute("UPDATE predictions SET done = 1 WHERE image_id = ?", [iid])
+    db.conn.commit()
     db.conn.close()
     db = open_db(path)  # applies m006
     assert_counts_exact(db)
