@@ -73,12 +73,27 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         return h.hexdigest()
 
 
+HEAD_BYTES = 32
+"""How many first bytes :func:`sniff_kind` wants (a BMP is told by its first 18)."""
+_BMP_DIB_SIZES = (12, 16, 40, 52, 56, 64, 108, 124)  # BITMAPCOREHEADER … BITMAPV5HEADER
+
+
 def sniff_kind(head: bytes) -> str | None:
-    """The image kind the first bytes announce (TIFF, PNG, JPEG, BMP), or None."""
+    """The image kind the first bytes announce (TIFF, PNG, JPEG, BMP), or None. A BMP needs
+    more than its 2-byte ``BM``: zero reserved bytes and a known DIB header size (so a text
+    file starting with "BM" is not an image)."""
     for magic, kind in IMAGE_MAGIC:
         if head.startswith(magic):
+            if kind == "BMP" and not _bmp_header(head):
+                return None
             return kind
     return None
+
+
+def _bmp_header(head: bytes) -> bool:
+    if len(head) < 18 or head[6:10] != b"\0\0\0\0":
+        return False
+    return int.from_bytes(head[14:18], "little") in _BMP_DIB_SIZES
 
 
 # ---------------------------------------------------------------- names

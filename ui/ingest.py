@@ -101,6 +101,20 @@ def show_last(key: str) -> bool:
             st.markdown(f"**{len(rep.failed):,} files could not be ingested:**")
             st.dataframe(pd.DataFrame(rep.failed, columns=["file", "reason"]), hide_index=True,
                          key="ing_failed")
+        if rep.routed:  # where the new images went: the auto-labelled ones reach no review queue
+            labelled = min(rep.auto_labelled, rep.routed.get("auto", 0))
+            st.markdown("**Where the new images went**")
+            for col, q in zip(st.columns(3), ("auto", "uncertain", "mixed")):
+                col.metric("Confident" if q == "auto" else f"{ui.QUEUE_LABELS[q]} queue",
+                           f"{rep.routed.get(q, 0):,}", border=True)
+            if labelled:
+                st.caption(f"{labelled:,} images were labelled by the model without a person: they "
+                           "reach a reviewer only through the spot-check queues (the blind one "
+                           "measures how often the model is wrong there).")
+            if unverified := rep.routed.get("auto", 0) - labelled:
+                st.caption(f"{unverified:,} confident images were not labelled: the model's "
+                           "auto-accept is not certified on this lab's images yet. Confirm them on "
+                           "Grid confirm — each confirmation counts towards certification.")
         if rep.labels_kept:
             st.info(f"{rep.labels_kept:,} images already had a label, which was kept: folder names "
                     "replace labels only when an administrator ticks **Replace existing labels**.",

@@ -82,7 +82,8 @@ class _Manifest:
     def write(self, row: dict[str, Any]) -> None:
         if self.fmt == "csv":  # a list (the classes of a 'several' image) as "a;b"
             self.writer.writerow([
-                _cell(c, ";".join(v) if isinstance(v := row.get(c), list) else v) for c in self.columns
+                _cell(c, ";".join(v) if isinstance(v := row.get(c), list) else v)
+                for c in self.columns
             ])
         else:
             self.fh.write(

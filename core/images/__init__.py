@@ -3,7 +3,7 @@ metadata (FEI, Zeiss, ImageJ: pixel size, data bar), the data-bar heuristic, gre
 windowing, display images and thumbnails, and the one preprocessing path into a model."""
 
 from core.images.databar import MAX_DATABAR_FRACTION, detect_databar
-from core.images.levels import window
+from core.images.levels import block_mean, window
 from core.images.metadata import format_length, metadata_rows, scale_text
 from core.images.preprocess import prepare, resize
 from core.images.read import WORK_SIDE, SemImage, decode_bytes, read_image
@@ -13,6 +13,7 @@ __all__ = [
     "MAX_DATABAR_FRACTION",
     "WORK_SIDE",
     "SemImage",
+    "block_mean",
     "crop_around",
     "decode_bytes",
     "detect_databar",

@@ -26,7 +26,7 @@ import tifffile
 from PIL import BmpImagePlugin, Image, ImageFile, JpegImagePlugin, PngImagePlugin, TiffImagePlugin
 
 from core.errors import ImageReadError
-from core.files import sniff_kind
+from core.files import HEAD_BYTES, sniff_kind
 from core.images.databar import detect_databar
 from core.images.levels import _apply_window, _percentiles, block_mean
 from core.images.metadata import _Decoded, _jsonable, _tiff_metadata
@@ -197,7 +197,7 @@ def _check_file(p: str, max_bytes: int | None) -> int:
 def _read_head(p: str) -> bytes:
     try:
         with open(p, "rb") as fh:
-            return fh.read(16)
+            return fh.read(HEAD_BYTES)
     except PermissionError:
         raise ImageReadError(p, "permission denied") from None
     except OSError as e:

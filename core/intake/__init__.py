@@ -15,12 +15,22 @@ from core.intake.predict import (
 )
 from core.intake.received import discard_copies, ingest_upload, unfinished_uploads
 from core.intake.sources import check_allowed, find_images, folder_label, group_key
-from core.intake.threads import pipelined
-from core.intake.uploads import CHUNK, ZIP_SUFFIX, save_uploads
+from core.intake.threads import ByteBudget, pipelined
+from core.intake.uploads import (
+    CHUNK,
+    MAX_RATIO,
+    RESERVE_BYTES,
+    ZIP_SUFFIX,
+    remove_empty_folders,
+    save_uploads,
+)
 
 __all__ = [
     "CHUNK",
+    "MAX_RATIO",
+    "RESERVE_BYTES",
     "ZIP_SUFFIX",
+    "ByteBudget",
     "FilePrediction",
     "IngestReport",
     "PredictReport",
@@ -36,6 +46,7 @@ __all__ = [
     "predict_files",
     "predict_pending",
     "random_key",
+    "remove_empty_folders",
     "save_uploads",
     "store_predictions",
     "unfinished_uploads",

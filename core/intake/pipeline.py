@@ -46,6 +46,8 @@ class IngestReport:
     labelled: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    duplicate_paths: list[str] = field(default_factory=list)  # files whose image was stored already
+    labels_kept: int = 0  # images whose own label a folder name would have replaced
     # where this run's new images went: images per queue (auto = labelled by the model, reaching
     # a person only through the spot-checks)
     routed: dict[str, int] = field(default_factory=dict)
@@ -68,8 +70,6 @@ class IngestReport:
                          "confirm)")
         parts += [f"{self.routed[q]} to the {q} queue" for q in ("uncertain", "mixed") if self.routed.get(q)]
         return "; ".join(parts)
-    duplicate_paths: list[str] = field(default_factory=list)  # files whose image was stored already
-    labels_kept: int = 0  # images whose own label a folder name would have replaced
 
     def summary(self) -> str:
         parts = [
@@ -223,7 +223,10 @@ def ingest(
             dups += [(b, i) for b, i in raced if i is not None]
             batch = [b for b, i in raced if i is None]
             if probs is not None:
-                probs = probs[np.array([i is None for _, i in raced], dtype=bool)]
+                fresh = np.array([i is None for _, i in raced], dtype=bool)
+                probs = probs[fresh]
+                ood = ood[fresh] if ood is not None else None
+                unfamiliar = [u for u, f in zip(unfamiliar, fresh) if f]
             ids: list[tuple[int, str]] = []
             for b in batch:
                 img = b.img

@@ -87,7 +87,7 @@ def predict_files(
             t0 = _timer(t, "decode", t0)
             x = classifier.prepare(img.scan)
             where = (img.pixel_size_m, img.instrument)
-            del img
+            del img  # the frame goes before the next decode may start
         _timer(t, "preprocess", t0)
         return x, where, t
 

@@ -95,9 +95,11 @@ def unfinished_uploads(db: Database, uploads_dir: str | Path) -> list[Path]:
 
 def _add(total: IngestReport, rep: IngestReport) -> None:
     for name in ("scanned", "added", "duplicates", "unchanged", "ignored", "predicted",
-                 "labelled", "labels_kept"):
+                 "labelled", "labels_kept", "auto_labelled"):
         setattr(total, name, getattr(total, name) + getattr(rep, name))
     total.failed += rep.failed
     total.duplicate_paths += rep.duplicate_paths
+    for q, n in rep.routed.items():
+        total.routed[q] = total.routed.get(q, 0) + n
     for k, v in rep.timings.items():
         total.timings[k] = total.timings.get(k, 0.0) + v

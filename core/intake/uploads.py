@@ -43,10 +43,17 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 import tifffile
-from PIL import Image
+from PIL import BmpImagePlugin, ImageFile, JpegImagePlugin, PngImagePlugin
 
 from core.errors import UploadRejected
-from core.files import IMAGE_SUFFIXES, SUFFIX_KIND, safe_file_name, safe_name, sniff_kind
+from core.files import (
+    HEAD_BYTES,
+    IMAGE_SUFFIXES,
+    SUFFIX_KIND,
+    safe_file_name,
+    safe_name,
+    sniff_kind,
+)
 
 CHUNK = 1 << 20
 ZIP_SUFFIX = ".zip"
@@ -84,12 +91,21 @@ def _image_pixels(path: Path) -> int | None:
     """Width x height from the header (no decoding), or None when it cannot be told."""
     try:
         with open(path, "rb") as fh:
-            kind = sniff_kind(fh.read(8))
+            kind = sniff_kind(fh.read(HEAD_BYTES))
         if kind == "TIFF":
             with tifffile.TiffFile(path) as tf:
                 shape = tf.pages[0].shape
                 return int(shape[0]) * int(shape[1])
-        with Image.open(path) as im:
+        # the plugin class reads the header only and applies no Pillow-wide pixel limit:
+        # ours (SEMTRIAGE_MAX_PIXELS) is the one limit, for PNG as for TIFF (core.images)
+        plugins: dict[str, type[ImageFile.ImageFile]] = {
+            "PNG": PngImagePlugin.PngImageFile, "JPEG": JpegImagePlugin.JpegImageFile,
+            "BMP": BmpImagePlugin.BmpImageFile}
+        plugin = plugins.get(kind or "")
+        if plugin is None:
+            return None
+        with open(path, "rb") as fh:
+            im = plugin(fh)
             return int(im.width) * int(im.height)
     except Exception as e:  # noqa: BLE001 — unreadable headers are judged at ingest
         if type(e).__name__ == "DecompressionBombError":
@@ -260,7 +276,7 @@ def _save_plain(
     """Save one plain image upload; its path, or the reason it was refused."""
     if budget.files_left <= 0:
         return "over the limit of files per upload"
-    head = stream.read(16)
+    head = stream.read(HEAD_BYTES)
     stream.seek(-len(head), io.SEEK_CUR)
     why = _check_image(base, head)
     if why:
@@ -407,7 +423,7 @@ def _extract_zip(
                 continue
             try:
                 with zf.open(info) as src:
-                    head = src.read(16)
+                    head = src.read(HEAD_BYTES)
                     why = _check_image(parts[-1], head)
                     if why:
                         rejected.append((label, why))

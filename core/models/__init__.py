@@ -23,8 +23,10 @@ from core.models.calibration import (
 )
 from core.models.cards import card_path, read_card, require_card, write_card
 from core.models.classifier import (
+    INPUT_BYTES_IN_FLIGHT,
     METADATA_KEYS,
     NON_FINITE_REASON,
+    PROBE_BATCH,
     Classifier,
     ModelInfo,
     NonFiniteOutput,
@@ -85,10 +87,12 @@ __all__ = [
     "FAMILIARITY_MIN_IMAGES",
     "FAMILIARITY_QUANTILE",
     "FEATURES",
+    "INPUT_BYTES_IN_FLIGHT",
     "MAX_RUN_BATCH",
     "METADATA_KEYS",
     "NON_FINITE_REASON",
     "PIXEL_SIZE_SLACK",
+    "PROBE_BATCH",
     "Classifier",
     "Familiarity",
     "FamiliarityCheck",

@@ -290,33 +290,33 @@ class Classifier(OnnxSession):
         return softmax(z, self.info.temperature).astype(np.float32)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities."""
+        """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities. A row the model
+        answered with NaN or infinity is all NaN (see :func:`finite_rows`): the caller fails
+        that image with a reason and keeps going."""
         return self.assess(batch, familiarity=False)[0]
 
     def assess(self, batch: np.ndarray, *, familiarity: bool = True
                ) -> tuple[np.ndarray, np.ndarray | None]:
         """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities and (N,)
         unfamiliarity scores (≥ 1: unlike the training images; None when the model has no
-        familiarity statistics, :attr:`familiarity_note` says why). A row the model answered
-        with NaN or infinity is all NaN (see :func:`finite_rows`): the caller fails that image
-        with a reason and keeps going."""
+        familiarity statistics, :attr:`familiarity_note` says why). Run in chunks of at most
+        ``info.max_batch`` (large inputs); a row the model answered with NaN or infinity is
+        all NaN (see :func:`finite_rows`)."""
         if batch.ndim != 4:
             raise ModelError(f"Expected a 4-D batch, got shape {batch.shape}")
         if len(batch) == 0:
             return np.zeros((0, len(self.class_names)), dtype=np.float32), None
-        out, raws = [], []
         step = self.info.max_batch
-        for i in range(0, len(batch), step):
-            raw = np.asarray(self.run_batches(batch[i : i + step], input_name=self.info.input_name),
-                             dtype=np.float64)
-            bad = ~np.isfinite(raw).all(axis=1)
-            raw[bad] = 0.0
-            probs = self.calibrate(raw)
-            probs[bad] = np.nan
-            out.append(probs)
-            raws.append(raw)
-        probs, raw = np.concatenate(out), np.concatenate(raws)
-        blank = self.blank_rows(batch) & finite_rows(probs)
+        raw = np.concatenate([
+            np.asarray(self.run_batches(batch[i : i + step], input_name=self.info.input_name),
+                       dtype=np.float64)
+            for i in range(0, len(batch), step)
+        ])
+        bad = ~np.isfinite(raw).all(axis=1)
+        raw[bad] = 0.0
+        probs = self.calibrate(raw)
+        probs[bad] = np.nan
+        blank = self.blank_rows(batch) & ~bad
         if blank.any():
             probs[blank] = 1.0 / probs.shape[1]
         scores = None

@@ -31,7 +31,6 @@ SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 
 
-
 _LABEL_RE = LABEL_RE  # one rule with the class names models declare (core.config)
 
 

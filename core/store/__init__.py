@@ -2,7 +2,7 @@
 per package that owns tables), the core schema, the settings table, backups."""
 
 from core.store.backup import backup, integrity_ok
-from core.store.db import BUSY_TIMEOUT_S, now_iso, open_db, write_tx
+from core.store.db import BUSY_TIMEOUT_S, now_iso, open_db, quick_check, write_tx
 from core.store.migrations import migrate, migration_set, migration_sets
 from core.store.schema import (
     HUMAN_SOURCES,
@@ -36,6 +36,7 @@ __all__ = [
     "migration_sets",
     "now_iso",
     "open_db",
+    "quick_check",
     "set_setting",
     "write_tx",
 ]

