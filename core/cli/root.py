@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import click
 
+from core.cli.archive import predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.label_issues import issues
 from core.cli.models import model
@@ -35,7 +36,7 @@ def cli() -> None:
 
 
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
-                backup, issues, synth, train, card):
+                backup, issues, synth, train, card, predict_archive):
     cli.add_command(command)
 
 

@@ -11,6 +11,7 @@ from core.intake.predict import (
     predict_files,
     predict_pending,
     random_key,
+    record_failures,
     store_predictions,
 )
 from core.intake.sources import check_allowed, find_images, folder_label, group_key
@@ -33,6 +34,7 @@ __all__ = [
     "predict_files",
     "predict_pending",
     "random_key",
+    "record_failures",
     "save_uploads",
     "store_predictions",
 ]

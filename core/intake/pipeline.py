@@ -25,7 +25,7 @@ from sqlite_utils import Database
 from core.config import NFFA_CLASSES, Settings
 from core.files import sha256_file
 from core.images import SemImage, read_image, thumbnail_jpeg
-from core.intake.predict import _reason, _record_failures, store_predictions
+from core.intake.predict import _reason, record_failures, store_predictions
 from core.intake.sources import find_images, folder_label, group_key
 from core.intake.threads import _timer, pipelined
 from core.models import Classifier
@@ -203,7 +203,7 @@ def ingest(
                 labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]
             if labels:
                 rep.labelled += import_labels(db, labels)
-            _record_failures(db, failed)
+            record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.added += len(batch)
         rep.duplicates += len(dups)

@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from core.config import Settings
 from core.errors import ImageReadError
+from core.files import sha256_file
 from core.images import read_image
 from core.intake.threads import _timer, pipelined
 from core.models import Classifier, active_model, entropy
@@ -55,6 +56,7 @@ class FilePrediction:
     path: str
     probs: np.ndarray | None = None
     error: str | None = None
+    sha256: str | None = None  # of the bytes read, with ``hash_files``
 
 
 def predict_files(
@@ -65,22 +67,29 @@ def predict_files(
     batch_size: int = 32,
     workers: int = 2,
     timings: dict[str, float] | None = None,
+    hash_files: bool = False,
 ) -> Iterator[FilePrediction]:
     """Read every file of ``paths`` (in ``workers`` threads), prepare it for ``classifier`` and
     run the model in batches of ``batch_size``: one :class:`FilePrediction` per path, in input
     order, streamed batch by batch (``paths`` is read lazily, a bounded number ahead). A file
     that cannot be read is answered with its reason; the rest go on. Touches no database.
-    ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given."""
+    ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given.
+    ``hash_files``: also the SHA-256 of each file (``FilePrediction.sha256``), so that a caller
+    holding the hash stored at ingest can tell a file that changed since (an archive merge)."""
     times = timings if timings is not None else {}
 
-    def load(path: str | Path) -> tuple[np.ndarray, dict[str, float]]:
+    def load(path: str | Path) -> tuple[np.ndarray, dict[str, float], str | None]:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
+        sha = None
+        if hash_files:
+            sha = sha256_file(path)
+            t0 = _timer(t, "hash", t0)
         img = read_image(path, max_pixels=max_pixels)
         t0 = _timer(t, "decode", t0)
         x = classifier.prepare(img.scan)
         _timer(t, "preprocess", t0)
-        return x, t
+        return x, t, sha
 
     pending: list[FilePrediction] = []
     xs: list[np.ndarray] = []
@@ -104,10 +113,10 @@ def predict_files(
             pending.append(FilePrediction(str(path), error=_reason(res)))
             n_failed += 1
         else:
-            x, t = res
+            x, t, sha = res
             for k, v in t.items():
                 times[k] = times.get(k, 0.0) + v
-            pending.append(FilePrediction(str(path)))
+            pending.append(FilePrediction(str(path), sha256=sha))
             xs.append(x)
         if len(xs) >= batch_size or n_failed >= 256:
             yield from answers()
@@ -175,7 +184,9 @@ def store_predictions(
         _mark_done(db, [i for i, _ in items])
 
 
-def _record_failures(db: Database, failed: list[tuple[str, str]]) -> None:
+def record_failures(db: Database, failed: Sequence[tuple[str, str]]) -> None:
+    """Keep the files that could not be read, by path, with the reason (``ingest_errors``);
+    a path recorded again gets the new reason and time."""
     stamp = now_iso()
     db.conn.executemany(
         "INSERT INTO ingest_errors(path, reason, at) VALUES (?, ?, ?) "
@@ -269,7 +280,7 @@ def predict_pending(
         with write_tx(db, "storing predictions"):
             if batch:
                 store_predictions(db, model_id, classifier.class_names, batch, np.stack(probs))
-            _record_failures(db, failed)
+            record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.predicted += len(batch)
         rep.failed += failed
