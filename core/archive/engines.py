@@ -165,9 +165,9 @@ def _ray(wd: WorkDir, m: Manifest, shards: list[int], settings: Settings, thread
         ds = ds.map_batches(
             ArchivePredictor,
             fn_constructor_kwargs=_predictor_args(wd, m, settings, threads, gpu),
-            batch_size=settings.batch_size * 4,
+            batch_size=settings.batch_size,
             batch_format="numpy",
-            concurrency=actors,
+            compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=opts.cpus_per_actor,
             num_gpus=opts.gpus_per_actor or None,
         )

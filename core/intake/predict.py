@@ -81,12 +81,12 @@ def predict_files(
     def load(path: str | Path) -> tuple[np.ndarray, dict[str, float], str | None]:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
+        img = read_image(path, max_pixels=max_pixels)  # first: its reasons are the clear ones
+        t0 = _timer(t, "decode", t0)
         sha = None
         if hash_files:
             sha = sha256_file(path)
             t0 = _timer(t, "hash", t0)
-        img = read_image(path, max_pixels=max_pixels)
-        t0 = _timer(t, "decode", t0)
         x = classifier.prepare(img.scan)
         _timer(t, "preprocess", t0)
         return x, t, sha
