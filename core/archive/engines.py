@@ -1,6 +1,6 @@
 """Running the pending shards of a work folder: ``local`` (one process, :class:`ArchivePredictor`
-called directly) or ``ray`` (Ray Data: the work list read with ``read_parquet``, the predictor
-as an actor pool in ``map_batches``, one ONNX Runtime session per actor). Both stream the
+called directly) or ``ray`` (Ray Data: the driver's work list as blocks, the predictor as an
+actor pool in ``map_batches``, one ONNX Runtime session per actor). Both stream the
 workers' answers into :class:`ShardWriter`, which writes each shard's result file when the
 shard is whole, so killing the driver or a worker at any point loses at most the shards in
 flight; running again does only the shards without a result file.
@@ -24,6 +24,7 @@ from core.errors import DependencyMissing, InvalidValue, SemTriageError
 from core.progress import Progress, counted
 
 ENGINES = ("local", "ray")
+WINDOW = 64  # shards per Ray Data execution (the work list the driver holds at once)
 
 
 @dataclass
@@ -161,17 +162,23 @@ def _ray(wd: WorkDir, m: Manifest, shards: list[int], settings: Settings, thread
         gpu = opts.gpus_per_actor > 0
         actors = opts.actors or default_actors(float(ray.cluster_resources().get("CPU", 1)),
                                                opts.cpus_per_actor)
-        ds = ray.data.read_parquet([str(wd.work(s)) for s in shards])
-        ds = ds.map_batches(
-            ArchivePredictor,
-            fn_constructor_kwargs=_predictor_args(wd, m, settings, threads, gpu),
-            batch_size=settings.batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=actors),
-            num_cpus=opts.cpus_per_actor,
-            num_gpus=opts.gpus_per_actor or None,
-        )
-        yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+        # The driver hands the work list over itself (a block per shard) rather than through
+        # read_parquet: that needs no read tasks beside the actors (two 1-CPU actors and the
+        # Parquet reads dead-locked on 2 CPUs) and meets no file-system probing in threads
+        # (Ray 2.60's fsspec check races where aiohttp is absent). A window of shards at a
+        # time keeps the driver's memory bounded for any archive.
+        for i in range(0, len(shards), WINDOW):
+            tables = [wd.read_work(s) for s in shards[i : i + WINDOW]]
+            ds = ray.data.from_arrow(tables).map_batches(
+                ArchivePredictor,
+                fn_constructor_kwargs=_predictor_args(wd, m, settings, threads, gpu),
+                batch_size=settings.batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=actors),
+                num_cpus=opts.cpus_per_actor,
+                num_gpus=opts.gpus_per_actor or None,
+            )
+            yield from ds.iter_batches(batch_size=None, batch_format="numpy")
     finally:
         if started:
             ray.shutdown()
