@@ -6,7 +6,7 @@ finished shard (:func:`run`); one :func:`merge` on the database host checks each
 SHA-256 and upserts the predictions in short transactions. Resumable at every step.
 """
 
-from core.archive.engines import ENGINES, RayOptions, RunReport, default_actors, run
+from core.archive.engines import ENGINES, WINDOW, RayOptions, RunReport, default_actors, run
 from core.archive.merge import (
     MERGE_ROWS,
     MergeReport,
@@ -18,20 +18,28 @@ from core.archive.merge import (
     status,
     status_text,
 )
-from core.archive.worker import ArchivePredictor
 from core.archive.workdir import (
     DEFAULT_SHARD_SIZE,
+    FORMAT,
+    MANIFEST,
+    WORK_SCHEMA,
     Manifest,
     ShardWriter,
     WorkDir,
     plan,
     result_schema,
+    shard_name,
 )
+from core.archive.worker import ArchivePredictor
 
 __all__ = [
     "DEFAULT_SHARD_SIZE",
     "ENGINES",
+    "FORMAT",
+    "MANIFEST",
     "MERGE_ROWS",
+    "WINDOW",
+    "WORK_SCHEMA",
     "ArchivePredictor",
     "Manifest",
     "MergeReport",
@@ -48,6 +56,7 @@ __all__ = [
     "plan",
     "result_schema",
     "run",
+    "shard_name",
     "status",
     "status_text",
 ]

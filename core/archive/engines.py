@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.archive.worker import ArchivePredictor
 from core.archive.workdir import Manifest, ShardWriter, WorkDir
+from core.archive.worker import ArchivePredictor
 from core.config import Settings
 from core.errors import DependencyMissing, InvalidValue, SemTriageError
 from core.progress import Progress, counted

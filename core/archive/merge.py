@@ -172,9 +172,9 @@ def _check(db: Database, part: dict[str, list[Any]]) -> tuple[list[tuple[int, st
         elif image_id not in stored:
             failed.append((path, f"image {image_id} is no longer in the database; not stored"))
         elif sha != stored[image_id]:
-            failed.append((path, f"the file changed since it was ingested (SHA-256 {str(sha)[:12]}… "
-                                 f"read, {stored[image_id][:12]}… stored); not predicted — "
-                                 "ingest it again"))
+            reason = (f"the file changed since it was ingested (SHA-256 {str(sha)[:12]}… read, "
+                      f"{stored[image_id][:12]}… stored); not predicted — ingest it again")
+            failed.append((path, reason))
         else:
             ok.append((int(image_id), str(sha), np.asarray(probs, np.float32)))
     return ok, failed

@@ -2,6 +2,7 @@
 one module per group of commands (:mod:`core.cli.root` adds them).
 """
 
+from core.cli.archive import archive_merge, archive_run, archive_status, predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
 from core.cli.label_issues import issues, issues_find, issues_list
@@ -20,6 +21,9 @@ from core.cli.training import card, card_summary, synth, train
 
 __all__ = [
     "Bar",
+    "archive_merge",
+    "archive_run",
+    "archive_status",
     "backup",
     "card",
     "card_summary",
@@ -46,6 +50,7 @@ __all__ = [
     "model_promote",
     "open_db",
     "predict",
+    "predict_archive",
     "queue",
     "stats",
     "synth",

@@ -43,7 +43,7 @@ def predict_archive() -> None:
               help="Upload this semtriage `core` package to the Ray workers (nodes need only its dependencies).")
 @json_option
 @friendly
-def run(db_path: Path, work_dir: Path, model_ref: str | None, engine: str, address: str | None,
+def archive_run(db_path: Path, work_dir: Path, model_ref: str | None, engine: str, address: str | None,
         actors: int | None, cpus_per_actor: float, gpus_per_actor: float, threads: int,
         shard_size: int, redo: bool, ship_code: bool, as_json: bool) -> None:
     """Write the work list of the images the model has not predicted (or resume the one in
@@ -81,7 +81,7 @@ def run(db_path: Path, work_dir: Path, model_ref: str | None, engine: str, addre
               help="Images per write transaction (short ones keep reviewers fast).")
 @json_option
 @friendly
-def merge(work_dir: Path, db_path: Path, rows: int, as_json: bool) -> None:
+def archive_merge(work_dir: Path, db_path: Path, rows: int, as_json: bool) -> None:
     """Store the finished shards of WORK_DIR in the database: each image's SHA-256 checked,
     predictions upserted in short transactions and routed, unreadable files recorded.
     Resumable; shards still running are merged by the next call."""
@@ -102,7 +102,7 @@ def merge(work_dir: Path, db_path: Path, rows: int, as_json: bool) -> None:
 @db_option
 @json_option
 @friendly
-def status(work_dir: Path, db_path: Path, as_json: bool) -> None:
+def archive_status(work_dir: Path, db_path: Path, as_json: bool) -> None:
     """Shards and images planned, predicted, unreadable and merged into the database."""
     db = open_db(db_path) if db_path.is_file() else None
     st = archive.status(work_dir, db)
