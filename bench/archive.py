@@ -81,7 +81,9 @@ def run_engines(args: argparse.Namespace, tmp: Path) -> Path:
         t0 = time.perf_counter()
         rep = archive.run(work, engine=engine, settings=settings, ray_options=opts)
         wall = time.perf_counter() - t0
-        print(f"{engine:>6}: {rep.images} images in {wall:.1f} s = {rep.images / wall:.1f} images/s "
+        steady = rep.images / max(wall - rep.startup_s, 1e-9)
+        print(f"{engine:>6}: {rep.images} images in {wall:.1f} s = {rep.images / wall:.1f} images/s; "
+              f"first answers after {rep.startup_s:.1f} s, then {steady:.1f} images/s "
               f"({', '.join(rep.providers)}; {rep.failed} unreadable)")
         if engine == "ray":
             import ray

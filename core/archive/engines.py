@@ -35,6 +35,7 @@ class RunReport:
     images: int = 0
     failed: int = 0
     seconds: float = 0.0
+    startup_s: float = 0.0  # until the first answers came back (Ray: cluster and actor start)
     providers: list[str] = field(default_factory=list)
 
     @property
@@ -44,7 +45,8 @@ class RunReport:
     def summary(self) -> str:
         return (f"{self.images:,} images in {self.shards} shards on {self.engine} "
                 f"({', '.join(self.providers) or 'nothing to run'}): {self.failed:,} unreadable, "
-                f"{self.skipped} shards already done, {self.images_per_s:.1f} images/s")
+                f"{self.skipped} shards already done, {self.images_per_s:.1f} images/s "
+                f"({self.startup_s:.1f} s until the first answers)")
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "images_per_s": round(self.images_per_s, 2)}
@@ -95,6 +97,8 @@ def run(
         batches = (_local(wd, m, pending, settings, threads) if engine == "local"
                    else _ray(wd, m, pending, settings, threads, ray_options or RayOptions()))
         for batch in batches:
+            if not rep.startup_s:
+                rep.startup_s = time.perf_counter() - t0
             new, finished = writer.add(batch)
             done += new
             rep.shards += len(finished)
