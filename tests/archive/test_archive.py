@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from core.archive import WorkDir, merge, plan, run, status
+from core.archive import ArchivePredictor, WorkDir, merge, plan, run, status
 from core.cli import cli
-from core.errors import Cancelled, InvalidValue, ModelError, StoreError
+from core.errors import Cancelled, InvalidValue, ModelError, ProviderError, StoreError
 from core.intake import ingest, predict_pending
 from core.models import Classifier, find_model, register_model
 from core.store import integrity_ok, open_db
@@ -275,3 +275,13 @@ def test_driver_killed_mid_run_then_run_again_gives_one_exact_prediction_each(ar
     assert integrity_ok(db)
     db.close()
     same(stored(db_path, model["id"]), want)
+
+
+def test_a_gpu_worker_without_cuda_refuses_instead_of_predicting_on_the_cpu(archive_db, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("CUDA is available here: the GPU worker would run")
+    db_path, model, _ = archive_db(n=2)
+    m, _ = plan(open_db(db_path), tmp_path / "w", model)
+    with pytest.raises(ProviderError, match="CUDAExecutionProvider"):
+        ArchivePredictor(str(WorkDir(tmp_path / "w").model_path(m)), m.model_sha256, gpu=True)
