@@ -126,7 +126,7 @@ def merge(
             part = table.slice(i, rows).to_pydict()
             last = i + rows >= n
             t0 = time.perf_counter()
-            with write_tx(db, "merging archive predictions"):
+            with write_tx(db, "merging archive predictions", bulk=True):
                 ok, failed = _check(db, part)
                 if ok:
                     store_predictions(db, model_id, names, [(img, sha) for img, sha, _ in ok],

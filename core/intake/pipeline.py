@@ -164,7 +164,7 @@ def ingest(
             probs = classifier.run(np.stack([b.x for b in batch]))  # type: ignore[misc]
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
-        with write_tx(db, "storing ingested images"):
+        with write_tx(db, "storing ingested images", bulk=True):
             ids: list[tuple[int, str]] = []
             for b in batch:
                 img = b.img

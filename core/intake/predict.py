@@ -277,7 +277,7 @@ def predict_pending(
     def flush() -> None:
         nonlocal batch, probs, failed
         t0 = time.perf_counter()
-        with write_tx(db, "storing predictions"):
+        with write_tx(db, "storing predictions", bulk=True):
             if batch:
                 store_predictions(db, model_id, classifier.class_names, batch, np.stack(probs))
             record_failures(db, failed)

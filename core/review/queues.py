@@ -272,7 +272,7 @@ def reroute(
             ).fetchall()
         ]
         if moved:
-            with write_tx(db, "re-routing"):
+            with write_tx(db, "re-routing", bulk=True):
                 db.conn.executemany(
                     "UPDATE predictions SET queue = ?, reason = ? "
                     "WHERE image_id = ? AND model_id = ?",
