@@ -215,7 +215,7 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
     return n
 
 
-def sync_auto_labels(db: Database, model_id: int, chunk: int = 20_000) -> dict[str, int]:
+def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[str, int]:
     """Bring auto-accepted labels in line with ``model_id``'s current routing: unlabelled
     images in the ``auto`` queue get an auto label; auto labels whose image left the ``auto``
     queue (or whose class changed) are revoked. Human and imported labels are never touched.
