@@ -7,6 +7,8 @@ only looks at `pages/*.py`, so even the first request of a fresh server to a pag
 /review runs this file first (tests/ui/test_browser_nav.py).
 """
 
+from pathlib import Path
+
 import streamlit as st
 
 import ui
@@ -14,7 +16,7 @@ from core.errors import SemTriageError
 
 st.set_page_config(
     page_title="SEM Triage",
-    page_icon=":material/biotech:",
+    page_icon=str(Path(__file__).parent / "ui" / "favicon.png"),  # shipped: an offline lab gets it too
     layout="wide",
     initial_sidebar_state="expanded",
 )

@@ -1,7 +1,7 @@
 """How good is a model? Numbers only, no pass/fail.
 
     .venv/bin/python bench/model_quality.py [--model data/models/default.onnx] [--n 1000]
-                                            [--n-mixed 300] [--seed 20261121] [--json]
+                                            [--n-mixed 300] [--seed 20261121] [--db LAB.db] [--json]
 
 1. held-out synthetic single-class images (other seeds than any training set): accuracy,
    per-class recall, expected calibration error (15 bins) with and without the model's
@@ -12,7 +12,10 @@
 3. inference throughput under ONNX Runtime on CPU at batch 32, model only (prepared inputs);
 4. generator speed (core.synth, 256 × 256, one process);
 5. what the model says about the real instrument TIFFs in ../shared/fixtures/sem-tiff/ —
-   reported as is: they are not labelled, so no accuracy is claimed on real data.
+   reported as is: they are not labelled, so no accuracy is claimed on real data;
+6. with ``--db LAB.db``: the lab's own mixed images — those a reviewer marked *several* and
+   named the classes of — from the active model's stored predictions: how many the routing
+   sent to a review queue, and how often the top two classes are the ones the reviewer named.
 
 Every image goes the way the app takes it: TIFF on disk → core.images.read_image (data bar cut)
 → core.models.Classifier (core.images.prepare, calibrated probabilities).
@@ -115,12 +118,42 @@ def synth_speed(n_per_class: int = 6) -> float:
     return n / (time.perf_counter() - t0)
 
 
+def lab_several(db_path: str) -> dict:
+    """The active model on the images reviewers marked 'several' with the classes present."""
+    from core.models import active_model
+    from core.review import several_labels
+    from core.store import open_db
+
+    db = open_db(db_path)
+    model = active_model(db)
+    if model is None:
+        return {"images": 0, "note": "no active model"}
+    rows = several_labels(db)
+    names = model["class_names"]
+    sent = top2_hits = two = 0
+    n = 0
+    for r in rows:
+        pr = db.execute("SELECT probs, queue FROM predictions WHERE image_id = ? AND model_id = ?",
+                        [r["image_id"], model["id"]]).fetchone()
+        if pr is None:
+            continue
+        n += 1
+        probs = np.asarray(json.loads(pr[0]))
+        sent += pr[1] != "auto"
+        if len(r["classes"]) == 2:
+            two += 1
+            top2_hits += {names[i] for i in np.argsort(-probs)[:2]} == set(r["classes"])
+    return {"model": model["version"], "images": n, "to_review_queue": round(sent / n, 4) if n else None,
+            "two_class_images": two, "top2_are_the_named_classes": round(top2_hits / two, 4) if two else None}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=str(DEFAULT_MODEL))
     ap.add_argument("--n", type=int, default=1000, help="single-class held-out images")
     ap.add_argument("--n-mixed", type=int, default=300, help="deliberately mixed images")
     ap.add_argument("--seed", type=int, default=20261121)
+    ap.add_argument("--db", default=None, help="a lab database: its 'several' images with named classes")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
 
@@ -181,6 +214,8 @@ def main() -> None:
             except Exception as e:  # noqa: BLE001 - report, keep going
                 real.append({"file": f.name, "error": str(e)})
     out["real_fixtures_unlabelled"] = real
+    if a.db:
+        out["lab_several"] = lab_several(a.db)
     if a.json:
         print(json.dumps(out, indent=2, ensure_ascii=False))
         return
@@ -215,6 +250,15 @@ def main() -> None:
         else:
             top = ", ".join(f"{c} {v:.2f}" for c, v in r["top3"])
             print(f"  {r['file']:<48} {top:<44} → {r['queue']}")
+    if a.db:
+        ls = out["lab_several"]
+        if not ls.get("images"):
+            print(f"lab 'several' images: none with named classes ({ls.get('note', 'label some with M')})")
+        else:
+            print(f"lab 'several' images ({ls['images']}, model {ls['model']}): sent to a review queue "
+                  f"{ls['to_review_queue']:.3f}; top-2 = the two named classes "
+                  + (f"{ls['top2_are_the_named_classes']:.3f} of {ls['two_class_images']}"
+                     if ls["two_class_images"] else "n/a"))
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from ui.common import (
     ORDER_HELP,
     ORDER_LABELS,
     OVERVIEW_PAGE,
+    QUEUE_HELP,
     QUEUE_LABELS,
     REFERENCE_PAGE,
     REVIEW_PAGE,
@@ -40,8 +41,10 @@ from ui.common import (
     show_error,
     switch_page,
 )
-from ui.images import full_resolution_html, image_view, prefetch
+from ui.images import image_view, prefetch, zoom_view
+from ui.keys import keyboard
 from ui.state import K, data_dir, db, db_key, settings
+from ui.zoom import zoom_listener
 
 __all__ = [
     "DISPLAY_MAX_PX",
@@ -52,6 +55,7 @@ __all__ = [
     "ORDER_HELP",
     "ORDER_LABELS",
     "OVERVIEW_PAGE",
+    "QUEUE_HELP",
     "QUEUE_LABELS",
     "REFERENCE_PAGE",
     "REVIEW_PAGE",
@@ -66,10 +70,10 @@ __all__ = [
     "db_key",
     "esc",
     "facets",
-    "full_resolution_html",
     "grid_counts",
     "image_view",
     "is_admin",
+    "keyboard",
     "model_file_changed",
     "models",
     "no_images_hint",
@@ -88,4 +92,6 @@ __all__ = [
     "switch_page",
     "threshold_preview",
     "user",
+    "zoom_listener",
+    "zoom_view",
 ]

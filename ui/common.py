@@ -26,8 +26,16 @@ QUEUE_LABELS = {
     "uncertain": "Uncertain",
     "mixed": "Mixed",
     "auto": "Spot-check (auto)",
+    "blind": "Blind spot-check",
     "all": "All unreviewed",
 }
+
+
+QUEUE_HELP = ("Uncertain: the model is not confident · Mixed: between two categories or showing "
+              "several · Spot-check: auto-accepted labels, the model's answer shown · Blind "
+              "spot-check: a random sample of the auto-accepted ones with the answer hidden — only "
+              "these (and labels given in the other queues) measure the auto-accept error rate · "
+              "All unreviewed: every queue.")
 
 
 ORDER_LABELS = {  # short: they are buttons (a select box would keep the keyboard focus)
@@ -41,7 +49,8 @@ ORDER_LABELS = {  # short: they are buttons (a select box would keep the keyboar
 
 ORDER_HELP = ("Margin: smallest gap between the top two classes first · Least confidence: lowest "
               "top-class probability first · Entropy: most spread-out probabilities first · "
-              "Random: an unbiased sample. Stored as this queue's default order for everyone.")
+              "Random: an unbiased sample. Remembered as your order of this queue; an administrator "
+              "can make it the default for everyone.")
 
 
 def show_error(e: BaseException, where: Any = st) -> None:
@@ -57,18 +66,19 @@ def esc(text: Any) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(text))
 
 
-def switch_page(path: str) -> None:
-    """``st.switch_page`` for every page switch. The reviewer name box is bound to the URL's
-    ``reviewer`` parameter, and Streamlit refuses both to clear a widget-bound parameter (what a
-    plain switch does) and to set one: pass the other parameters; the widget keeps its own."""
+def switch_page(path: str, **params: str) -> None:
+    """``st.switch_page`` for every page switch, with ``params`` set in the URL. The reviewer
+    name box is bound to the URL's ``reviewer`` parameter, and Streamlit refuses both to clear a
+    widget-bound parameter (what a plain switch does) and to set one: pass the other parameters;
+    the widget keeps its own."""
     keep = {k: v for k, v in st.query_params.to_dict().items() if k != K.reviewer}
-    st.switch_page(path, query_params=keep)
+    st.switch_page(path, query_params={**keep, **params})
 
 
 def no_model_hint() -> None:
     st.info(
-        "No model is active yet. Register one on **Models & thresholds** "
-        "(or run `semtriage demo` for the built-in demo).",
+        "No model is active yet. On **Models & thresholds**, use the shipped default model "
+        "or register your own (or run `semtriage demo` for the built-in demo).",
         icon=":material/model_training:",
     )
     st.page_link(MODELS_PAGE, label="Models & thresholds", icon=":material/tune:")

@@ -1,4 +1,6 @@
-"""The Grid confirm page's widget keys and its confirm callback."""
+"""The Grid confirm page's widget keys, its class choice and its confirm callback. Opening the
+page reserves nothing: the images are claimed at the moment of confirming (and released by
+the decisions), so a second reviewer sees the same thumbnails until someone confirms them."""
 
 
 from __future__ import annotations
@@ -20,12 +22,26 @@ def class_key(iid: int) -> str:
     return f"grid_cls_{iid}"
 
 
+def class_chosen() -> None:
+    """The class box changed: remember the class (a non-widget key, so that a change of the box's
+    labels — e.g. the counts after 'Include auto-accepted' — can never switch it)."""
+    st.session_state[K.grid_class] = st.session_state[K.grid_class_box]
+
+
 def confirm(cls: str, ids: list[int]) -> None:
-    """Accept every image not ticked as ``cls``; the ticked ones get their chosen class."""
+    """Accept every image not ticked as ``cls``; the ticked ones get their chosen class. Images
+    another reviewer labelled or has on screen meanwhile are left to them (and counted)."""
     ss = st.session_state
     db_, who = db(), reviewer()
     done = {"confirmed": 0, "relabelled": 0, "taken": 0}
-    for iid in review.still_open(db_, ids):
+    open_ids = [i for i in ids if i in review.still_open(db_, ids)]
+    try:
+        mine = review.claim(db_, open_ids, who, claim_seconds=60)
+    except SemTriageError as e:
+        ss[K.grid_msg] = ("error", str(e))
+        return
+    done["taken"] = len(ids) - len(mine)
+    for iid in mine:
         try:
             if ss.get(odd_key(iid)):
                 lab = ss.get(class_key(iid)) or cls
@@ -45,6 +61,7 @@ def confirm(cls: str, ids: list[int]) -> None:
     for iid in ids:
         ss.pop(odd_key(iid), None)
         ss.pop(class_key(iid), None)
+    review.release_claims(db_, who, mine)  # those a failed decision left behind
     ss.setdefault(K.grid_msg, ("ok", (f"{done['confirmed']} confirmed as {cls}, {done['relabelled']} "
                                      f"relabelled, {done['taken']} left to other reviewers.")))
     clear_after_label()

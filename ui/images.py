@@ -1,10 +1,9 @@
 """Display images: the review image and data bar as PNGs (cached by path and mtime, the next
-one prefetched in the background) and the full-resolution view."""
+one prefetched in the background) and the 1:1 region around a click (zoom)."""
 
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -12,7 +11,7 @@ from typing import Any
 
 import streamlit as st
 
-from core.images import encode_png, read_image, resize
+from core.images import crop_around, encode_png, read_image, resize
 from ui.common import DISPLAY_MAX_PX
 from ui.state import settings
 
@@ -29,6 +28,8 @@ def _view(path: str, mtime: float, max_side: int) -> dict[str, Any]:
         "scan": encode_png(shown),
         "bar": encode_png(bar) if bar is not None else None,
         "scaled": f < 1,
+        "width": w,  # the scan area's size in image pixels (data bar cut off)
+        "height": h,
         "bit_depth": img.bit_depth,
         "warnings": img.warnings,
     }
@@ -64,15 +65,17 @@ def prefetch(path: str, max_side: int = DISPLAY_MAX_PX) -> None:
     _prefetcher.submit(_view_quietly, path, mtime, max_side)
 
 
-@st.cache_data(max_entries=4, show_spinner="Encoding the full-resolution image…")
-def _full(path: str, mtime: float) -> bytes:
-    return encode_png(read_image(path, max_pixels=settings().max_pixels).data)
+@st.cache_resource(max_entries=2, show_spinner="Reading the full-resolution image…")
+def _scan(path: str, mtime: float) -> Any:
+    # the decoded scan area (data bar cut off), kept for the zoom clicks that follow the first
+    return read_image(path, max_pixels=settings().max_pixels).scan
 
 
-def full_resolution_html(path: str, height_px: int = 720) -> str:
-    """The whole frame at 1:1 in a scrolling box, as HTML for ``st.html`` (our PNG bytes only;
-    no user text goes into it)."""
-    b64 = base64.b64encode(_full(path, os.path.getmtime(path))).decode("ascii")
-    return (f'<div style="overflow:auto;max-height:{int(height_px)}px;border:1px solid #d0d7de;'
-            f'border-radius:6px"><img alt="" style="max-width:none;display:block" '
-            f'src="data:image/png;base64,{b64}"></div>')
+def zoom_view(path: str, fx: float, fy: float, width: int, height: int) -> bytes:
+    """PNG of the ``width`` × ``height`` region at 1:1 around (``fx``, ``fy``) — fractions of
+    the scan's width and height — for click-to-zoom. Raises ImageReadError like image_view."""
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        mtime = -1.0
+    return encode_png(crop_around(_scan(path, mtime), fx, fy, width, height))

@@ -19,6 +19,7 @@ from core.progress import Progress
 from core.store import open_db
 
 ISSUES_SHOWN = 20
+GROUPING_LABELS = {"auto": "Automatic", "folders": "Folders and near-copies", "near-copies": "Near-copies only"}
 
 
 def job_key(db_key: str) -> str:
@@ -26,13 +27,13 @@ def job_key(db_key: str) -> str:
     return "label_issues:" + db_key
 
 
-def start_finder(job: str) -> None:
+def start_finder(job: str, grouping: str = "auto") -> None:
     path = ui.settings().db
 
     def work(progress: Progress, cancel: Any) -> training.IssueReport:
         own = open_db(path)  # this thread's own connection
         try:
-            return training.find_issues(own, progress=progress, cancel=cancel)
+            return training.find_issues(own, progress=progress, cancel=cancel, grouping=grouping)
         finally:
             own.conn.close()
 
@@ -72,17 +73,24 @@ def issues_view(db: Database, db_key: str) -> None:
         else:
             ui.show_error(RuntimeError(job.error or "Finding label issues failed"))
     run, counts = training.last_run(db), training.issue_counts(db)
-    c = st.columns([4, 1], vertical_alignment="bottom")
+    c = st.columns([4, 1.3, 1], vertical_alignment="bottom")
     c[0].caption("Images whose label a model trained without them (nor their near-copies) "
                  "contradicts: out-of-fold texture classifier + confident learning (cleanlab). "
                  + (f"Last run {run['run_at']}: {run['flagged']} flagged of {run['labels']}; open "
                     f"{counts['open']}, kept {counts['kept']}, relabelled {counts['relabelled']}."
-                    if run else "Not run yet."))
+                    if run else "Not run yet.")
+                 + (f" Last run {training.GROUPING_COST}." if run and run.get("grouping") == "near-copies"
+                    else ""))
+    grouping = c[1].selectbox(
+        "Keep together", list(GROUPING_LABELS), format_func=GROUPING_LABELS.get, key="li_grouping",
+        help="Which images share a fold, so that a near-copy cannot vouch for a wrong label. "
+             "Automatic: folders and near-copies, or near-copies only when the images are not in "
+             f"several folders (e.g. one flat folder). Near-copies only: {training.GROUPING_COST}.")
     if job is not None and job.running:
         finder_progress(key)
-    elif c[1].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
+    elif c[2].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
                      width="stretch", help="Runs in the background; you can keep working."):
-        start_finder(key)
+        start_finder(key, grouping)
         st.rerun()
     if (msg := st.session_state.pop("li_msg", None)) is not None:
         st.error(msg, icon=":material/error:")

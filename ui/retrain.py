@@ -21,6 +21,7 @@ import streamlit as st
 
 import ui
 from core import jobs, models, review, training, workflows
+from core.config import DEFAULT_MODEL
 from core.errors import SemTriageError
 from core.models import Recommendation
 from core.progress import Progress
@@ -99,6 +100,25 @@ def _start(opts: training.RetrainOptions) -> None:
             db.conn.close()
 
     _start_job("retrain", work)
+
+
+def use_default_button(db: Any, key: str, admin: bool, busy: Any) -> None:
+    """The shipped default model, one click away (its card comes with it): registered, made
+    active and — when images are stored — predicted in the background."""
+    if not admin or not DEFAULT_MODEL.is_file():
+        return
+    if st.button("Use the shipped default model", key=key, icon=":material/deployed_code:",
+                 disabled=busy is not None,
+                 help="Trained by SEM Triage's own code on synthetic micrographs (its card says how it "
+                      "scored there); measure it on your own labelled images before trusting it."):
+        try:
+            m = workflows.use_default_model(db, by=ui.user())
+        except SemTriageError as e:
+            ui.show_error(e)
+            return
+        ui.clear_after_model()
+        start_promote(m["id"])  # predicts what is stored (nothing on a fresh database)
+        st.rerun()
 
 
 def start_promote(model_id: int) -> None:

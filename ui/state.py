@@ -28,8 +28,12 @@ class K:
     review_back = "review_back"  # index into review_hist while looking back, else None
     review_done = "review_done"  # decisions in this session
     review_msg = "review_msg"  # (kind, text) to show once
-    review_fullres = "review_fullres"
-    grid_class = "grid_class"
+    review_several = "review_several"  # classes chosen so far while marking 'several', else absent
+    review_zoom = "review_zoom"  # {image_id, fx, fy, w, h} while zoomed in, else absent
+    review_zoom_listener = "rv_zoom_listener"  # the click-to-zoom component's state
+    grid_class = "grid_class"  # the chosen class (non-widget: survives label changes of the box)
+    grid_class_box = "grid_class_box"
+    grid_size = "grid_size"
     grid_n = "grid_n"
     grid_auto = "grid_auto"
     grid_msg = "grid_msg"

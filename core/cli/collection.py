@@ -92,7 +92,7 @@ def predict(db_path: Path, model_ref: str | None, redo: bool, as_json: bool) -> 
 
 
 @click.command()
-@click.argument("out", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
 @db_option
 @click.option("--format", "fmt", type=click.Choice(["csv", "jsonl", "imagefolder", "hf"]), default="csv",
               show_default=True)
@@ -107,15 +107,25 @@ def predict(db_path: Path, model_ref: str | None, redo: bool, as_json: bool) -> 
 @friendly
 def export(db_path: Path, out: Path, fmt: str, include_auto: bool, include_special: bool,
            split: str | None, seed: int, zip_output: bool, predictions: bool, as_json: bool) -> None:
-    """Export accepted labels as a dataset (CSV/JSONL manifest, ImageFolder, Hugging Face
-    imagefolder), or with --predictions the predictions report."""
+    """Export accepted labels as a dataset into the folder OUT (CSV/JSONL manifest, ImageFolder,
+    Hugging Face imagefolder), or with --predictions the predictions report: into the file OUT
+    when it ends in .csv or .jsonl (its format), else as OUT/predictions.csv (or .jsonl)."""
     db = open_db(db_path)
     if predictions:
-        out.mkdir(parents=True, exist_ok=True)
-        kind = "jsonl" if fmt == "jsonl" else "csv"
-        report = datasets.predictions_report(db, out / f"predictions.{kind}", fmt=kind)
+        if out.suffix.lower() in (".csv", ".jsonl"):
+            kind, target = out.suffix.lower()[1:], out
+            if fmt not in ("csv", kind):
+                raise click.UsageError(f"{out} ends in .{kind} but --format is {fmt}")
+            out.parent.mkdir(parents=True, exist_ok=True)
+        else:
+            kind = "jsonl" if fmt == "jsonl" else "csv"
+            out.mkdir(parents=True, exist_ok=True)
+            target = out / f"predictions.{kind}"
+        report = datasets.predictions_report(db, target, fmt=kind)
         emit(as_json, {"path": str(report)}, f"Predictions report: {report}")
         return
+    if out.exists() and not out.is_dir():
+        raise click.UsageError(f"{out} is a file; a dataset export goes into a folder")
     fractions = None
     if split:
         try:

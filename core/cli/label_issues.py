@@ -20,15 +20,19 @@ def issues() -> None:
 @db_option
 @click.option("--folds", default=5, show_default=True, help="Group-aware cross-validation folds.")
 @click.option("--pattern", default=None, help="File-name regex whose first group names the specimen.")
+@click.option("--group-by", "grouping", type=click.Choice(list(training.GROUPINGS)), default="auto",
+              show_default=True, help="What keeps related images in one fold: folders (sub-folder, "
+              "pattern, near-copies), near-copies (pattern and near-copies only), auto (folders, "
+              "near-copies when the folders leave fewer than 2 groups).")
 @json_option
 @friendly
-def issues_find(db_path: Path, folds: int, pattern: str | None, as_json: bool) -> None:
+def issues_find(db_path: Path, folds: int, pattern: str | None, grouping: str, as_json: bool) -> None:
     """Find likely mislabelled images among the human / imported labels and store them as a
     review queue (replacing the previous run's open issues)."""
     bar = Bar("finding label issues", not as_json)
     try:
         rep = training.find_issues(open_db(db_path), folds=folds, pattern=pattern,
-                          progress=bar)
+                                   progress=bar, grouping=grouping)
     finally:
         bar.close()
     emit(as_json, rep.to_json(), rep.summary)

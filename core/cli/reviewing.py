@@ -13,13 +13,15 @@ from core.cli.common import db_option, emit, friendly, json_option, open_db
 
 
 @click.command()
-@click.argument("name", type=click.Choice(["uncertain", "mixed", "auto", "all"]), default="uncertain")
+@click.argument("name", type=click.Choice(list(review.QUEUE_CHOICES)), default="uncertain")
 @db_option
 @click.option("-n", "limit", default=20, show_default=True, help="How many images.")
 @click.option("--order", type=click.Choice(["margin", "confidence", "entropy", "file", "random"]),
               default=None, help="margin: smallest top-1 − top-2 first; confidence: least confidence "
-              "first; entropy: most spread first. Default: the queue's stored order (margin).")
-@click.option("--save-order", is_flag=True, help="Store --order as this queue's default (app too).")
+              "first; entropy: most spread first. Default: the reviewer's saved order of the queue, else "
+              "the default for everyone (margin). The blind spot-check is always random.")
+@click.option("--save-order", is_flag=True, help="Store --order as the reviewer's own order of this "
+              "queue (app too); without --reviewer, as the default for everyone.")
 @click.option("--reviewer", default=None, help="Claim the images for this reviewer (as the app does).")
 @json_option
 @friendly
@@ -30,20 +32,25 @@ def queue(db_path: Path, name: str, limit: int, order: str | None, save_order: b
     if save_order:
         if order is None:
             raise click.UsageError("--save-order needs --order")
-        review.set_queue_order(db, name, order)
-    order = order or review.queue_order(db, name)
+        review.set_queue_order(db, name, order, reviewer=reviewer)
+    order = order or review.queue_order(db, name, reviewer)
     counts = review.queue_counts(db)
     # without a reviewer, peek with a throw-away name and a zero-length claim
     items = review.next_images(db, name, reviewer or "peek", n=limit, order=order,
                         claim_seconds=300 if reviewer else 0)
-    rows = [{k: it[k] for k in ("image_id", "path", "pred", "p1", "margin", "queue", "reason")}
-            for it in items]
+    keys: tuple[str, ...] = ("image_id", "path", "pred", "p1", "margin", "queue", "reason")
+    if name == review.BLIND_QUEUE:  # the model's answer stays hidden until the reviewer decides
+        keys = ("image_id", "path")
+    rows = [{k: it[k] for k in keys} for it in items]
 
     def text() -> str:
         head = "  ".join(f"{q}: {n}" for q, n in counts.items())
         lines = [f"Queues — {head}  (order: {review.ORDER_NAMES[order]})"]
-        lines += [f"{r['image_id']:>7}  {r['pred'] or '-':<12} p={r['p1'] or 0:.2f}  {r['reason'] or ''}  "
-                  f"{r['path']}" for r in rows]
+        if name == review.BLIND_QUEUE:
+            lines += [f"{r['image_id']:>7}  {r['path']}" for r in rows]
+        else:
+            lines += [f"{r['image_id']:>7}  {r['pred'] or '-':<12} p={r['p1'] or 0:.2f}  "
+                      f"{r['reason'] or ''}  {r['path']}" for r in rows]
         return "\n".join(lines)
 
     emit(as_json, {"counts": counts, "order": order, "items": rows}, text)
@@ -55,11 +62,16 @@ def queue(db_path: Path, name: str, limit: int, order: str | None, save_order: b
 @click.argument("label", required=False)
 @db_option
 @click.option("--reviewer", required=True, help="Who decides (recorded with the label).")
+@click.option("--classes", default=None, help="With 'several': the classes present, comma-separated "
+              "(at least two), e.g. particles,fibres.")
+@click.option("--blind", is_flag=True, help="The decision was made without seeing the model's answer "
+              "(the blind spot-check: only such checks measure the auto-accept error rate).")
 @json_option
 @friendly
-def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer: str, as_json: bool) -> None:
-    """Decide one image: accept the prediction, relabel CLASS, several, unusable, skip — or
-    undo the reviewer's last decision (IMAGE_ID is then ignored; pass 0)."""
+def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer: str,
+          classes: str | None, blind: bool, as_json: bool) -> None:
+    """Decide one image: accept the prediction, relabel CLASS, several (--classes), unusable,
+    skip — or undo the reviewer's last decision (IMAGE_ID is then ignored; pass 0)."""
     db = open_db(db_path)
     if action == "undo":
         ev = review.undo_last(db, reviewer)
@@ -70,8 +82,11 @@ def label(db_path: Path, image_id: int, action: str, label: str | None, reviewer
               f"Undid {ev['action']} {ev['label'] or ''} on image {ev['image_id']}; now: "
               f"{cur['label'] if cur else 'unlabelled'}")
         return
-    ev = review.decide(db, image_id, action, reviewer=reviewer, label=label)
-    emit(as_json, ev, f"Image {image_id}: {action} {ev['label'] or ''} by {reviewer}")
+    present = [c.strip() for c in classes.split(",") if c.strip()] if classes is not None else None
+    ev = review.decide(db, image_id, action, reviewer=reviewer, label=label, classes=present,
+                       blind=blind)
+    shown = f" ({', '.join(present or [])})" if present else ""
+    emit(as_json, ev, f"Image {image_id}: {action} {ev['label'] or ''}{shown} by {reviewer}")
 
 
 @click.command()

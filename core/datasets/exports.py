@@ -74,6 +74,7 @@ MANIFEST_COLUMNS = (
     "path",
     "sha256",
     "label",
+    "classes",
     "reviewer",
     "source",
     "model_version",
@@ -466,7 +467,7 @@ def _write_rows(
         for row in _paged(
             db,
             "SELECT c.image_id, i.path, i.name, i.sha256, i.pixel_size_m, c.label, c.reviewer, "
-            "c.source, c.model_version, c.prob, c.updated_at, f.size_bytes, f.mtime "
+            "c.source, c.model_version, c.prob, c.updated_at, f.size_bytes, f.mtime, c.classes "
             f"FROM current_labels c {_BY_ID}JOIN images i ON i.id = c.image_id "
             f"LEFT JOIN files f ON f.path = i.path WHERE {where} AND {{after}}",
             params,
@@ -485,6 +486,7 @@ def _write_rows(
                 labelled_at,
                 fsize,
                 fmtime,
+                classes,
             ) = row
             while pos < len(ids) and ids[pos] < image_id:
                 pos += 1
@@ -519,6 +521,8 @@ def _write_rows(
                     "path": rel,
                     "sha256": sha,
                     "label": label,
+                    # the classes present in a 'several' image (csv: "a;b", jsonl: a list)
+                    "classes": json.loads(classes) if classes else None,
                     "reviewer": reviewer,
                     "source": source,
                     "model_version": model_version,

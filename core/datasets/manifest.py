@@ -65,8 +65,11 @@ class _Manifest:
             self.writer.writerow(self.columns)
 
     def write(self, row: dict[str, Any]) -> None:
-        if self.fmt == "csv":
-            self.writer.writerow(["" if row.get(c) is None else row.get(c) for c in self.columns])
+        if self.fmt == "csv":  # a list (the classes of a 'several' image) as "a;b"
+            self.writer.writerow([
+                "" if (v := row.get(c)) is None else ";".join(v) if isinstance(v, list) else v
+                for c in self.columns
+            ])
         else:
             self.fh.write(
                 json.dumps({c: row.get(c) for c in self.columns}, ensure_ascii=False) + "\n"

@@ -398,3 +398,65 @@ def scale_text(pixel_size_m: float | None, width_px: int) -> str | None:
     if not pixel_size_m:
         return None
     return f"{format_length(pixel_size_m)}/px · field width {format_length(pixel_size_m * width_px)}"
+
+
+# --------------------------------------------------------------------------------------------
+# Metadata as a table a microscopist reads
+
+# (label, formatter) of the fields the readers above fill; others are shown under their own name
+_FIELDS: dict[str, tuple[str, Any]] = {
+    "instrument": ("Instrument", str),
+    "system": ("System", str),
+    "detector": ("Detector", str),
+    "beam": ("Beam", str),
+    "hv_kV": ("Accelerating voltage", lambda v: f"{v:g} kV"),
+    "wd_mm": ("Working distance", lambda v: f"{v:.3g} mm"),
+    "magnification_x": ("Magnification", lambda v: f"{v:,.0f}×"),
+    "hfw_m": ("Horizontal field width", format_length),
+    "nav_hfw_m": ("Navigation-camera field width", format_length),
+    "beam_current_A": ("Beam current", lambda v: f"{v * 1e12:.3g} pA"),
+    "dwell_s": ("Dwell time", lambda v: f"{v * 1e6:.3g} µs"),
+    "store_resolution": ("Stored resolution", str),
+    "date": ("Acquired", str),
+    "software": ("Software", str),
+    "user_text": ("User text", str),
+    "imagej_version": ("ImageJ version", str),
+    "unit": ("Calibration unit", str),
+    "note": ("Note", str),
+}
+
+
+def metadata_rows(
+    metadata: dict[str, Any], *, pixel_size_m: float | None = None, pixel_size_source: str | None = None,
+    max_chars: int = 200,
+) -> list[tuple[str, str]]:
+    """(field, value) rows of an image's metadata in words and units (known fields first, in a
+    fixed order; then the rest under their own names; nested values flattened with dots; long
+    values cut at ``max_chars``). Plain text: the caller must not render it as Markdown/HTML."""
+    rows: list[tuple[str, str]] = []
+    if pixel_size_m:
+        src = f" (from {pixel_size_source})" if pixel_size_source else ""
+        rows.append(("Pixel size", f"{format_length(pixel_size_m)}{src}"))
+
+    def cut(v: Any) -> str:
+        s = str(v)
+        return s if len(s) <= max_chars else s[: max_chars - 1] + "…"
+
+    for key, (label, fmt) in _FIELDS.items():
+        if key in metadata and metadata[key] not in (None, ""):
+            try:
+                rows.append((label, cut(fmt(metadata[key]))))
+            except (TypeError, ValueError):
+                rows.append((label, cut(metadata[key])))
+
+    def flat(prefix: str, v: Any) -> None:
+        if isinstance(v, dict):
+            for k, sub in v.items():
+                flat(f"{prefix}.{k}" if prefix else str(k), sub)
+        elif v not in (None, ""):
+            rows.append((prefix.replace("_", " "), cut(v)))
+
+    for key, v in metadata.items():
+        if key not in _FIELDS:
+            flat(key, v)
+    return rows

@@ -44,3 +44,18 @@ def encode_png(arr01: np.ndarray) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(to_uint8(arr01), mode="L").save(buf, format="PNG", compress_level=3)
     return buf.getvalue()
+
+
+def crop_around(arr: np.ndarray, fx: float, fy: float, width: int, height: int) -> np.ndarray:
+    """The ``width`` × ``height`` window of ``arr`` (at 1:1, no resampling) centred on the point
+    at fractions (``fx``, ``fy``) of its width and height — what click-to-zoom shows. The window
+    is moved inside the image at its edges and is never larger than the image."""
+    if np.ndim(arr) != 2:
+        raise ValueError(f"crop_around expects a 2-D image, got shape {np.shape(arr)}")
+    h, w = arr.shape
+    cw, ch = max(1, min(int(width), w)), max(1, min(int(height), h))
+    fx = min(max(float(fx), 0.0), 1.0) if np.isfinite(fx) else 0.5
+    fy = min(max(float(fy), 0.0), 1.0) if np.isfinite(fy) else 0.5
+    x0 = min(max(round(fx * w - cw / 2), 0), w - cw)
+    y0 = min(max(round(fy * h - ch / 2), 0), h - ch)
+    return arr[y0 : y0 + ch, x0 : x0 + cw]

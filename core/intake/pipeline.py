@@ -45,6 +45,20 @@ class IngestReport:
     labelled: int = 0
     failed: list[tuple[str, str]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    # where this run's new images went: images per queue (auto = labelled by the model, reaching
+    # a person only through the spot-checks)
+    routed: dict[str, int] = field(default_factory=dict)
+
+    def routing_summary(self) -> str:
+        """'25 auto-labelled by the model (…), 10 to the uncertain queue, 7 to the mixed queue'."""
+        if not self.routed:
+            return ""
+        parts = []
+        if n := self.routed.get("auto", 0):
+            parts.append(f"{n} auto-labelled by the model (they reach a person only through the "
+                         "spot-check queues)")
+        parts += [f"{self.routed[q]} to the {q} queue" for q in ("uncertain", "mixed") if self.routed.get(q)]
+        return "; ".join(parts)
 
     def summary(self) -> str:
         parts = [
@@ -59,7 +73,8 @@ class IngestReport:
             parts.append(f"{self.labelled} labels imported")
         if self.ignored:
             parts.append(f"{self.ignored} non-image files ignored")
-        return f"{self.scanned} files: " + ", ".join(parts)
+        text = f"{self.scanned} files: " + ", ".join(parts)
+        return text + (f". Routed: {self.routing_summary()}" if self.routed else "")
 
     def to_json(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -198,6 +213,11 @@ def ingest(
             if probs is not None and classifier is not None and model_id is not None:
                 store_predictions(db, model_id, classifier.class_names, ids, probs)
                 rep.predicted += len(ids)
+                marks = ",".join("?" * len(ids))
+                for q, n in db.execute(
+                    f"SELECT queue, COUNT(*) FROM predictions WHERE model_id = ? AND image_id IN ({marks}) "
+                    "GROUP BY queue", [model_id, *(i for i, _ in ids)]):
+                    rep.routed[q] = rep.routed.get(q, 0) + n
             if labels_from_folders:
                 labels += [(i, folder_label(b.path, known)) for b, (i, _) in zip(batch, ids)]
                 labels += [(i, folder_label(d.path, known)) for (d, _), i in zip(dups, dup_ids)]

@@ -7,7 +7,9 @@ from core.review.claims import claim, release_claims
 from core.review.heldout import HeldOut, heldout_predictions
 from core.review.labels import (
     HUMAN_ACTIONS,
+    INDEPENDENT_SQL,
     SPECIAL_LABELS,
+    clean_classes,
     clean_label,
     clean_reviewer,
     current_label,
@@ -16,6 +18,7 @@ from core.review.labels import (
     history,
     import_labels,
     label_version,
+    several_labels,
     sync_auto_labels,
     undo_last,
 )
@@ -34,6 +37,7 @@ from core.review.queues import (
 )
 from core.review.reference import REFERENCE_PAGE, RefFilter, reference_facets, search_reference
 from core.review.routing import (
+    BLIND_QUEUE,
     GLOBAL,
     NO_SIGNAL,
     QUEUES,
@@ -58,6 +62,7 @@ from core.review.stats import (
     confusion,
     decided_by,
     grid_candidates,
+    grid_claimed_by_others,
     grid_class_counts,
     labels_per_hour,
     overview,
@@ -69,11 +74,13 @@ from core.review.stats import (
 )
 
 __all__ = [
+    "BLIND_QUEUE",
     "DECISION_ACTIONS",
     "DEFAULT_ORDER",
     "GLOBAL",
     "HIST_BINS",
     "HUMAN_ACTIONS",
+    "INDEPENDENT_SQL",
     "NO_SIGNAL",
     "ORDERS",
     "ORDER_NAMES",
@@ -87,6 +94,7 @@ __all__ = [
     "Thresholds",
     "auto_error_estimate",
     "claim",
+    "clean_classes",
     "clean_label",
     "clean_reviewer",
     "clear_class_thresholds",
@@ -101,6 +109,7 @@ __all__ = [
     "for_class",
     "get_thresholds",
     "grid_candidates",
+    "grid_claimed_by_others",
     "grid_class_counts",
     "heldout_predictions",
     "history",
@@ -125,6 +134,7 @@ __all__ = [
     "search_reference",
     "set_queue_order",
     "set_thresholds",
+    "several_labels",
     "still_open",
     "sync_auto_labels",
     "thumbnail",

@@ -31,6 +31,12 @@ def claim(db: Database, image_ids: list[int], reviewer: str, *, claim_seconds: f
     return got
 
 
-def release_claims(db: Database, reviewer: str) -> None:
+def release_claims(db: Database, reviewer: str, image_ids: list[int] | None = None) -> None:
+    """Give back ``reviewer``'s claims: all of them, or those on ``image_ids``."""
+    reviewer = clean_reviewer(reviewer)
     with write_tx(db, "releasing claims"):
-        db.execute("DELETE FROM claims WHERE reviewer = ?", [clean_reviewer(reviewer)])
+        if image_ids is None:
+            db.execute("DELETE FROM claims WHERE reviewer = ?", [reviewer])
+        else:
+            db.conn.executemany("DELETE FROM claims WHERE reviewer = ? AND image_id = ?",
+                                [(reviewer, i) for i in image_ids])

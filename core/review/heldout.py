@@ -14,7 +14,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from core.errors import NotFound
-from core.store import HUMAN_SOURCES
+from core.review.labels import INDEPENDENT_SQL
 
 
 @dataclass
@@ -47,7 +47,7 @@ def _has_table(db: Database, name: str) -> bool:
 
 
 def heldout_predictions(db: Database, model_id: int) -> HeldOut:
-    """Human (and imported) labels of images that ``model_id`` has a stored prediction for and
+    """Independent human (and imported) labels (not auto labels confirmed while seen) of images that ``model_id`` has a stored prediction for and
     did not train on (``model_images`` role 'train'; none when that table does not exist), with
     the stored probabilities in the model's class order. Ordered by image id."""
     row = db.execute("SELECT class_names FROM models WHERE id = ?", [model_id]).fetchone()
@@ -55,15 +55,14 @@ def heldout_predictions(db: Database, model_id: int) -> HeldOut:
         raise NotFound(f"No model with id {model_id!r}")
     names = list(json.loads(row[0]))
     index = {c: i for i, c in enumerate(names)}
-    marks = ", ".join("?" for _ in HUMAN_SOURCES)
     train = _has_table(db, "model_images")
     in_train = ("EXISTS (SELECT 1 FROM model_images t WHERE t.model_id = p.model_id "
                 "AND t.image_id = c.image_id AND t.role = 'train')") if train else "0"
     rows = db.execute(
         f"SELECT c.image_id, c.label, p.probs, {in_train} FROM current_labels c "
         "CROSS JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "  # labels first
-        f"WHERE c.source IN ({marks}) ORDER BY c.image_id",
-        [model_id, *HUMAN_SOURCES],
+        f"WHERE {INDEPENDENT_SQL} ORDER BY c.image_id",
+        [model_id],
     ).fetchall()
     probs: list[list[float]] = []
     labels: list[int] = []

@@ -5,6 +5,11 @@ latest human or imported label event that has not been undone; failing that, its
 auto-accept event if that one has not been undone (revoked). ``skip`` and ``undo`` events
 carry no label. Undo is a new event pointing at the one it cancels — nothing is deleted.
 Auto-accepted labels never overwrite a human label.
+
+A ``several`` decision may name the classes present (``classes``, a JSON list); ``context``
+tells what the reviewer saw when deciding: ``'blind'`` (the model's answer hidden: the blind
+spot-check), ``'auto'`` (confirming an auto-accepted label while seeing it), or NULL. Only
+independent labels (:data:`INDEPENDENT_SQL`) measure how often auto-accepting is wrong.
 """
 
 
@@ -25,6 +30,11 @@ SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 
 
+# Labels that are evidence of the model's error rate: human or imported, and not a confirmation
+# of an auto-accepted label made while seeing it (one-key "yes" to the model flatters it).
+# ``c`` is the current_labels (or label_events) alias.
+INDEPENDENT_SQL = "(c.source IN ('human', 'import') AND c.context IS NOT 'auto')"
+
 _LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
 
 
@@ -42,6 +52,23 @@ def clean_label(label: str) -> str:
             f"Label {label!r} is not a valid class name: use 1–64 letters, digits, spaces or . + - / ( )"
         )
     return lab
+
+
+def clean_classes(classes: list[str] | tuple[str, ...] | None) -> list[str]:
+    """The classes of a ``several`` decision: each a valid class name, at least two distinct,
+    in the order given (duplicates dropped)."""
+    out: list[str] = []
+    for c in classes or ():
+        lab = clean_label(c)
+        if lab in SPECIAL_LABELS:
+            raise InvalidValue(f"{lab!r} is not a class an image can show; choose the classes present")
+        if lab not in out:
+            out.append(lab)
+    if len(out) < 2:
+        raise InvalidValue(
+            f"'Several' needs at least two different classes present; got {', '.join(out) or 'none'}"
+        )
+    return out
 
 
 def _prediction(db: Database, image_id: int, model_id: int | None) -> dict[str, Any] | None:
@@ -69,7 +96,8 @@ def _insert_event(db: Database, **ev: Any) -> int:
 def _recompute_current(db: Database, image_id: int) -> None:
     row = db.execute(
         """
-        SELECT e.id, e.label, e.action, e.source, e.reviewer, e.model_version, e.prob, e.created_at
+        SELECT e.id, e.label, e.action, e.source, e.reviewer, e.model_version, e.prob, e.created_at,
+               e.classes, e.context
         FROM label_events e
         WHERE e.image_id = ? AND e.label IS NOT NULL
           AND NOT EXISTS (SELECT 1 FROM label_events u WHERE u.undoes = e.id)
@@ -86,10 +114,11 @@ def _recompute_current(db: Database, image_id: int) -> None:
     else:
         db.execute(
             "INSERT INTO current_labels(image_id, event_id, label, action, source, reviewer, "
-            "model_version, prob, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "model_version, prob, updated_at, classes, context) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(image_id) DO UPDATE SET event_id = excluded.event_id, label = excluded.label, "
             "action = excluded.action, source = excluded.source, reviewer = excluded.reviewer, "
-            "model_version = excluded.model_version, prob = excluded.prob, updated_at = excluded.updated_at",
+            "model_version = excluded.model_version, prob = excluded.prob, updated_at = excluded.updated_at, "
+            "classes = excluded.classes, context = excluded.context",
             [image_id, *row],
         )
         done = int(row[3] != "auto")
@@ -115,16 +144,25 @@ def decide(
     reviewer: str,
     label: str | None = None,
     note: str | None = None,
+    classes: list[str] | tuple[str, ...] | None = None,
+    blind: bool = False,
 ) -> dict[str, Any]:
     """Record one human decision on ``image_id`` and return the event.
 
     ``accept`` takes the active model's prediction (or ``label`` if given); ``relabel`` needs
-    ``label``; ``several`` and ``unusable`` set those special labels; ``skip`` records a skip
-    (the image comes back when the queue is otherwise empty).
+    ``label``; ``several`` and ``unusable`` set those special labels (``several`` with the
+    ``classes`` present, at least two, when the reviewer named them); ``skip`` records a skip
+    (the image comes back when the queue is otherwise empty). ``blind``: the reviewer decided
+    without seeing the model's answer (the blind spot-check; ``accept`` is not possible then).
     """
     reviewer = clean_reviewer(reviewer)
     if action not in HUMAN_ACTIONS:
         raise InvalidValue(f"Unknown action {action!r}; expected one of {', '.join(HUMAN_ACTIONS)}")
+    if classes is not None and action != "several":
+        raise InvalidValue(f"Classes present are given with 'several' only, not with {action!r}")
+    kept_classes = clean_classes(classes) if classes is not None else None
+    if blind and action == "accept" and label is None:
+        raise InvalidValue("A blind check cannot accept the hidden answer; choose the class you see")
     with write_tx(db, "saving a label"):
         if not db.execute("SELECT 1 FROM images WHERE id = ?", [image_id]).fetchone():
             raise NotFound(f"No image with id {image_id!r}")
@@ -151,9 +189,15 @@ def decide(
             label = None
         if pred is not None and label is not None:
             prob = pred["probs"].get(label)
+        context = "blind" if blind else None
+        if not blind and label is not None:
+            cur = db.execute("SELECT source FROM current_labels WHERE image_id = ?", [image_id]).fetchone()
+            if cur and cur[0] == "auto":
+                context = "auto"  # confirming (or correcting) an auto label while seeing it
         event_id = _insert_event(
             db, image_id=image_id, label=label, action=action, source="human", reviewer=reviewer,
             model_id=model_id, model_version=version, prob=prob, note=note,
+            classes=json.dumps(kept_classes) if kept_classes else None, context=context,
         )
         if action == "skip":
             db.execute(
@@ -297,6 +341,19 @@ def history(db: Database, image_id: int) -> list[dict[str, Any]]:
             [image_id],
         )
     )
+
+
+def several_labels(db: Database) -> list[dict[str, Any]]:
+    """The images whose current label is ``several`` with the classes present named:
+    ``image_id``, ``classes`` (list), ``source``, ``reviewer`` — for the mixed-queue bench and
+    multi-label training."""
+    return [
+        {**r, "classes": json.loads(r["classes"])}
+        for r in db.query(
+            "SELECT image_id, classes, source, reviewer FROM current_labels "
+            "WHERE label = 'several' AND classes IS NOT NULL ORDER BY image_id"
+        )
+    ]
 
 
 def current_label(db: Database, image_id: int) -> dict[str, Any] | None:

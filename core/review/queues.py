@@ -16,6 +16,7 @@ from core.errors import InvalidValue, NotFound
 from core.models import active_model
 from core.review.labels import clean_reviewer, sync_auto_labels
 from core.review.routing import (
+    BLIND_QUEUE,
     GLOBAL,
     QUEUES,
     Thresholds,
@@ -30,7 +31,7 @@ from core.review.routing import (
 from core.store import get_setting, set_setting, write_tx
 
 ORDERS = ("margin", "confidence", "entropy", "file", "random")
-QUEUE_CHOICES = ("uncertain", "mixed", "auto", "all")
+QUEUE_CHOICES = ("uncertain", "mixed", "auto", BLIND_QUEUE, "all")
 
 
 # active-learning names of the orders (what the Review page and `semtriage queue` show)
@@ -121,18 +122,34 @@ def _order_key(queue: str) -> str:
     return f"queue_order.{queue}"
 
 
-def queue_order(db: Database, queue: str) -> str:
-    """The stored default review order of ``queue`` (``margin`` until one is set)."""
-    order = get_setting(db, _order_key(queue), DEFAULT_ORDER) or DEFAULT_ORDER
+def queue_order(db: Database, queue: str, reviewer: str | None = None) -> str:
+    """The review order ``queue`` opens in: ``reviewer``'s own choice if they saved one, else
+    the default for everyone an administrator set, else ``margin``. The blind spot-check is
+    always random (a sample, not the model's hardest cases)."""
+    key = _order_key(queue)
+    if queue == BLIND_QUEUE:
+        return "random"
+    order = get_setting(db, f"{key}.by.{clean_reviewer(reviewer)}") if reviewer else None
+    order = order or get_setting(db, key, DEFAULT_ORDER) or DEFAULT_ORDER
     return order if order in ORDERS else DEFAULT_ORDER
 
 
-def set_queue_order(db: Database, queue: str, order: str) -> None:
-    """Store ``order`` as ``queue``'s default review order (for everyone: the Review page opens
-    the queue in it, ``semtriage queue`` without ``--order`` uses it)."""
+def set_queue_order(
+    db: Database, queue: str, order: str, *, reviewer: str | None = None, by: User | None = None
+) -> None:
+    """Store ``order`` as ``reviewer``'s own order of ``queue`` (the Review page and ``semtriage
+    queue`` open it in that order for them) or, with no ``reviewer``, as the default for
+    everyone — administrators only (``by``; ``None`` = local use)."""
+    key = _order_key(queue)
     if order not in ORDERS:
         raise InvalidValue(f"Unknown order {order!r}; expected one of {', '.join(ORDERS)}")
-    set_setting(db, _order_key(queue), order)
+    if queue == BLIND_QUEUE:
+        raise InvalidValue("The blind spot-check is always in random order")
+    if reviewer:
+        set_setting(db, f"{key}.by.{clean_reviewer(reviewer)}", order)
+    else:
+        require_admin(by, "set the review order for everyone")
+        set_setting(db, key, order)
 
 
 def next_images(
@@ -156,8 +173,8 @@ def next_images(
     reviewer = clean_reviewer(reviewer)
     if queue not in QUEUE_CHOICES:
         raise InvalidValue(f"Unknown queue {queue!r}; expected one of {', '.join(QUEUE_CHOICES)}")
-    if order is None:
-        order = queue_order(db, queue)
+    if order is None or queue == BLIND_QUEUE:
+        order = queue_order(db, queue, reviewer)
     if order == "informative":
         order = "margin"
     if order not in ORDERS:
@@ -167,8 +184,9 @@ def next_images(
     if model_id is None:
         return []
     now = time.time()
+    source = "auto" if queue == BLIND_QUEUE else queue  # the blind check samples the auto queue
     qfilter = "" if queue == "all" else "AND p.queue = ?"
-    qparams: list[Any] = [] if queue == "all" else [queue]
+    qparams: list[Any] = [] if queue == "all" else [source]
     base = (
         "SELECT p.image_id FROM predictions p JOIN images i ON i.id = p.image_id "
         f"WHERE p.model_id = ? {qfilter} AND p.done = 0 "
@@ -180,7 +198,7 @@ def next_images(
         desc = _ORDER_KEY[order][1]
         fresh = [
             row
-            for q in (QUEUES if queue == "all" else (queue,))
+            for q in (QUEUES if queue == "all" else (source,))
             for row in _fresh_ids(db, model_id, q, reviewer, n, order)
         ]
         if queue == "all":

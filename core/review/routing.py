@@ -30,6 +30,10 @@ from core.errors import InvalidValue
 from core.store import write_tx
 
 QUEUES = ("uncertain", "mixed", "auto")
+# The blind spot-check: not a queue predictions are routed to but a random sample of the auto
+# queue, shown with the model's answer hidden; its decisions (context 'blind') are the
+# independent measure of how often auto-accepting is wrong.
+BLIND_QUEUE = "blind"
 GLOBAL = "*"
 
 

@@ -19,8 +19,8 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.models import active_model, wilson
-from core.review.routing import QUEUES, ThresholdSet, queue_sql
-from core.store import HUMAN_SOURCES
+from core.review.labels import INDEPENDENT_SQL
+from core.review.routing import BLIND_QUEUE, QUEUES, ThresholdSet, queue_sql
 
 DECISION_ACTIONS = ("accept", "relabel", "several", "unusable")
 
@@ -217,7 +217,7 @@ def queue_left(db: Database, model_id: int, queue: str) -> int:
     params: list[Any] = [model_id]
     if queue != "all":
         sql += " AND queue = ?"
-        params.append(queue)
+        params.append("auto" if queue == BLIND_QUEUE else queue)
     return int(db.execute(sql, params).fetchone()[0])
 
 
@@ -278,6 +278,24 @@ def grid_class_counts(db: Database, model_id: int, *, include_auto: bool = False
     )
 
 
+def grid_claimed_by_others(
+    db: Database, model_id: int, reviewer: str, *, include_auto: bool = False, now: float | None = None
+) -> dict[str, int]:
+    """Per predicted class, the unreviewed images another reviewer has on screen now (unexpired
+    claims): what Grid confirm cannot offer ``reviewer`` at the moment. The claims table holds
+    a few images per reviewer, so this is cheap to ask on every page run."""
+    now = time.time() if now is None else now
+    queues = "" if include_auto else "AND p.queue != 'auto'"
+    return dict(
+        db.execute(
+            "SELECT p.pred, COUNT(*) FROM claims c JOIN predictions p ON p.image_id = c.image_id "
+            f"AND p.model_id = ? WHERE c.reviewer != ? AND c.expires_at > ? AND p.done = 0 {queues} "
+            "GROUP BY p.pred",
+            [model_id, reviewer, now],
+        ).fetchall()
+    )
+
+
 def thumbnail(db: Database, image_id: int) -> bytes | None:
     row = db.execute("SELECT thumb FROM images WHERE id = ?", [image_id]).fetchone()
     return row[0] if row else None
@@ -303,29 +321,33 @@ def still_open(db: Database, image_ids: list[int]) -> set[int]:
 
 def auto_error_estimate(db: Database, model_id: int, ts: ThresholdSet) -> dict[str, Any]:
     """How often auto-accepting under ``ts`` would be wrong, measured on the images people have
-    labelled: among those that ``ts`` routes to ``auto``, the share whose human (or imported)
-    label differs from the model's top-1 class (several/unusable count as errors: the auto label
-    would be wrong for them too). Returns n, errors, rate, Wilson 95 % (lo, hi) and per class."""
+    labelled independently of the model (:data:`INDEPENDENT_SQL`: human or imported labels, not
+    confirmations of an auto label made while seeing it): among those that ``ts`` routes to
+    ``auto``, the share whose label differs from the model's top-1 class (several/unusable count
+    as errors: the auto label would be wrong for them too). Returns n, errors, rate, Wilson 95 %
+    (lo, hi), per class, ``blind`` (how many of n are blind spot-checks) and
+    ``confirmed_unblind`` (auto labels confirmed while seeing them: left out)."""
     expr, params = queue_sql(ts)
     # from the (fewer) labels to their predictions by primary key: CROSS JOIN fixes that order
     # (SQLite would otherwise walk all of the model's predictions: 3x slower at 1M images)
     rows = db.execute(
-        "SELECT p.pred, COUNT(*), SUM(c.label != p.pred) FROM current_labels c "
-        "CROSS JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "
-        f"WHERE c.source IN (?, ?) AND ({expr}) = 'auto' GROUP BY p.pred",
-        [model_id, *HUMAN_SOURCES, *params],
+        "SELECT p.pred, COUNT(*), SUM(c.label != p.pred), SUM(c.context IS 'blind') "
+        "FROM current_labels c CROSS JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ? "
+        f"WHERE {INDEPENDENT_SQL} AND ({expr}) = 'auto' GROUP BY p.pred",
+        [model_id, *params],
     ).fetchall()
-    labelled = db.execute(
-        "SELECT COUNT(*) FROM current_labels c CROSS JOIN predictions p "
-        "ON p.image_id = c.image_id AND p.model_id = ? WHERE c.source IN (?, ?)",
-        [model_id, *HUMAN_SOURCES],
-    ).fetchone()[0]
+    labelled, unblind = db.execute(
+        f"SELECT SUM({INDEPENDENT_SQL}), SUM(c.source = 'human' AND c.context IS 'auto') "
+        "FROM current_labels c CROSS JOIN predictions p "
+        "ON p.image_id = c.image_id AND p.model_id = ?",
+        [model_id],
+    ).fetchone()
     n = sum(r[1] for r in rows)
     k = sum(r[2] or 0 for r in rows)
     lo, hi = wilson(k, n)
     per = {
         cls: {"n": cnt, "errors": err or 0, "rate": (err or 0) / cnt if cnt else None}
-        for cls, cnt, err in rows
+        for cls, cnt, err, _ in rows
     }
     return {
         "n": n,
@@ -333,6 +355,8 @@ def auto_error_estimate(db: Database, model_id: int, ts: ThresholdSet) -> dict[s
         "rate": k / n if n else None,
         "lo": lo,
         "hi": hi,
-        "labelled": int(labelled),
+        "labelled": int(labelled or 0),
+        "blind": sum(r[3] or 0 for r in rows),
+        "confirmed_unblind": int(unblind or 0),
         "per_class": per,
     }

@@ -379,3 +379,19 @@ def m006_counts(db: Database) -> None:
         ),
     ):
         db.execute(sql)
+
+
+@core_migrations()
+def m007_label_classes_context(db: Database) -> None:
+    """What a decision knew and said beyond its label.
+
+    ``classes``: for a ``several`` decision, the classes the reviewer saw in the image (a JSON
+    list), so a mixed image keeps its categories (exports, retraining, the mixed-queue bench).
+    ``context``: ``'blind'`` when the reviewer decided with the model's answer hidden (the blind
+    spot-check); ``'auto'`` when a reviewer confirmed or corrected an auto-accepted label while
+    seeing it — such one-key confirmations are not independent evidence of the auto-accept error
+    rate (core.review.stats.auto_error_estimate leaves them out); NULL otherwise.
+    """
+    for table in ("label_events", "current_labels"):
+        db.execute(f"ALTER TABLE {table} ADD COLUMN classes TEXT")
+        db.execute(f"ALTER TABLE {table} ADD COLUMN context TEXT")

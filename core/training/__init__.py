@@ -36,6 +36,8 @@ from core.training.from_labels import (
 from core.training.holdout import MIN_LABELS, Split, gather_labels, label_summary, plan_split
 from core.training.label_issues import (
     C_REG,
+    GROUPING_COST,
+    GROUPINGS,
     ISSUE_ACTIONS,
     LAST_RUN_KEY,
     MAJORITY,
@@ -158,6 +160,8 @@ __all__ = [
     "GABOR_ORIENTATIONS",
     "GABOR_SIZE",
     "GABOR_WAVELENGTHS",
+    "GROUPINGS",
+    "GROUPING_COST",
     "INPUT_SIZE",
     "ISSUE_ACTIONS",
     "LAST_RUN_KEY",

@@ -69,6 +69,13 @@ C_REG = 0.05
 
 
 MAJORITY = 0.5
+# How the folds keep related images together: "folders" (same sub-folder, file-name pattern or
+# near-copy), "near-copies" (file-name pattern or near-copy only), "auto" (folders; near-copies
+# when the folders leave fewer than 2 groups, e.g. one flat folder or the demo's class folders)
+GROUPINGS = ("auto", "folders", "near-copies")
+GROUPING_COST = ("grouped by near-copies only: images of one specimen in different files may sit "
+                 "in different folds and vouch for each other's labels, so a label wrong for a whole "
+                 "specimen is less likely to be flagged")
 LAST_RUN_KEY = "label_issues.last_run"
 ISSUE_ACTIONS = ("keep", "relabel")
 
@@ -89,6 +96,7 @@ class IssueReport:
     skipped_unreadable: list[str] = field(default_factory=list)
     skipped_classes: dict[str, int] = field(default_factory=dict)
     top: list[dict[str, Any]] = field(default_factory=list)
+    grouping: str = "folders"  # what the folds grouped by (GROUPINGS, never "auto")
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +105,8 @@ class IssueReport:
         s = (f"{self.flagged} likely mislabelled of {self.labels} reference images "
              f"({len(self.classes)} classes, {self.folds} group-aware folds over {self.groups} "
              f"groups; out-of-fold accuracy {self.oof_accuracy:.1%}; {self.seconds:.1f} s)")
+        if self.grouping == "near-copies":
+            s += f"; {GROUPING_COST}"
         if self.kept_before:
             s += f"; {self.kept_before} more were kept by a reviewer before"
         if self.skipped_classes:
@@ -142,10 +152,11 @@ def find_issues(
     pattern: str | None = None,
     input_size: tuple[int, int] | None = None,
     cancel: threading.Event | None = None,
+    grouping: str = "auto",
 ) -> IssueReport:
     """Find likely mislabelled reference images and store them (replacing the previous run's
     open issues). ``pattern``: optional file-name regular expression for specimen groups (see
-    core.datasets.image_groups). Raises :class:`TrainingError` when there are too few labels or classes, and
+    core.datasets.image_groups); ``grouping``: one of :data:`GROUPINGS`. Raises :class:`TrainingError` when there are too few labels or classes, and
     :class:`Cancelled` (nothing stored) once ``cancel`` is set."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
@@ -162,6 +173,8 @@ def find_issues(
 
     if folds < 2:
         raise TrainingError(f"folds must be at least 2, got {folds!r}")
+    if grouping not in GROUPINGS:
+        raise InvalidValue(f"Unknown grouping {grouping!r}; expected one of {', '.join(GROUPINGS)}")
     rows = gather_labels(db)
     counts = Counter(lab for _, _, lab in rows)
     small = {c: n for c, n in sorted(counts.items()) if n < MIN_PER_CLASS}
@@ -186,14 +199,19 @@ def find_issues(
     feats = np.concatenate(chunks) if chunks else np.zeros((0, 1), np.float32)
     prog(0.6, "texture features done; grouping near-copies")
     image_hashes(db, ids)
-    gmap = image_groups(db, ids, pattern=pattern or None)
+    used = "near-copies" if grouping == "near-copies" else "folders"
+    gmap = image_groups(db, ids, pattern=pattern or None, use_folder=used == "folders")
+    if grouping == "auto" and len(set(gmap.values())) < 2:
+        used = "near-copies"
+        gmap = image_groups(db, ids, pattern=pattern or None, use_folder=False)
     groups = [gmap[i] for i in ids]
     n_groups = len(set(groups))
     k = min(folds, n_groups)
     if k < 2:
+        by = "folder / specimen / near-copies" if used == "folders" else "specimen pattern / near-copies"
+        hint = " Try grouping by near-copies only." if used == "folders" else ""
         raise TrainingError(f"All {len(ids)} readable reference images fall in one group "
-                            "(folder / specimen / near-copies): out-of-fold predictions need "
-                            "at least 2 groups.")
+                            f"({by}): out-of-fold predictions need at least 2 groups.{hint}")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[r[2]] for r in rows], np.int64)
     if len(np.unique(y)) < 2:
@@ -240,7 +258,7 @@ def find_issues(
         run_at=stamp, labels=len(ids), classes=classes, folds=k, groups=n_groups, flagged=rank,
         kept_before=n_kept, oof_accuracy=round(float((probs.argmax(1) == y).mean()), 4),
         seconds=round(time.perf_counter() - t0, 1), skipped_unreadable=unreadable,
-        skipped_classes=small, top=top)
+        skipped_classes=small, top=top, grouping=used)
     set_setting(db, LAST_RUN_KEY, json.dumps(report.to_json(), ensure_ascii=False))
     with contextlib.suppress(Cancelled):  # too late to cancel: the findings are stored
         report_to(1.0, report.summary())

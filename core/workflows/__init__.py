@@ -2,7 +2,7 @@
 seen, re-route, sync auto labels) and building the demo database.
 """
 
-from core.workflows.demo import DEMO_SEED, REFERENCE_EVERY, build_demo
+from core.workflows.demo import DEMO_SEED, REFERENCE_EVERY, build_demo, use_default_model
 from core.workflows.lifecycle import promote
 
 __all__ = [
@@ -10,4 +10,5 @@ __all__ = [
     "REFERENCE_EVERY",
     "build_demo",
     "promote",
+    "use_default_model",
 ]

@@ -12,9 +12,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sqlite_utils import Database
+
 from core.access import User, require_admin
 from core.config import DEFAULT_MODEL, DEMO_DIR, Settings
-from core.errors import ModelError
+from core.errors import InvalidValue, ModelError
 from core.intake import ingest
 from core.models import active_model, file_changed, model_classifier, register_model
 from core.progress import Progress
@@ -25,6 +27,18 @@ from core.workflows.lifecycle import promote
 
 DEMO_SEED = 0
 REFERENCE_EVERY = 10
+
+
+def use_default_model(db: Database, *, model_path: Path = DEFAULT_MODEL, by: User | None = None
+                      ) -> dict[str, Any]:
+    """Register the shipped default model (with the card beside it: trained by our own code on
+    synthetic micrographs) and make it active. Returns the model row; the caller predicts the
+    images already stored (core.workflows.promote, in the background in the app). A version
+    registered before from the same file is reused. Administrators only."""
+    require_admin(by, "choose the active model")
+    if not model_path.is_file():
+        raise ModelError(f"The default model {str(model_path)!r} is missing; rebuild it (see README)")
+    return register_model(db, model_path, activate=True, by=by)
 
 
 def build_demo(
@@ -38,7 +52,10 @@ def build_demo(
     by: User | None = None,
 ) -> dict[str, Any]:
     """Generate (if missing) the demo images, ingest and predict them into ``db_path``.
-    Administrators only (``by``; ``None`` = local use): it may register the default model."""
+    Administrators only (``by``; ``None`` = local use): it may register the default model.
+
+    A database holding any image that is not one of the demo's (a lab's database) is refused,
+    ``force`` or not: demo images are never poured into real work."""
     require_admin(by, "load the demo")
 
     if not model_path.is_file():
@@ -46,12 +63,17 @@ def build_demo(
     db_path = Path(db_path)
     db = open_db(db_path)
     n_stored = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+    root = str(Path(demo_dir).resolve()) + "/"
+    foreign = db.execute(
+        "SELECT COUNT(*) FROM images i WHERE NOT EXISTS (SELECT 1 FROM files f WHERE f.image_id = i.id "
+        "AND substr(f.path, 1, ?) = ?)", [len(root), root]).fetchone()[0]
+    if foreign:
+        raise InvalidValue(
+            f"{db_path} holds {foreign:,} images that are not the demo's: the demo is built only into a "
+            "database of its own (run `semtriage demo --db data/demo.db`, or leave SEMTRIAGE_DB unset)")
     if n_stored and not force:
         active = active_model(db)
-        root = str(Path(demo_dir).resolve()) + "/"
-        only_demo = not db.execute("SELECT 1 FROM files WHERE substr(path, 1, ?) != ? LIMIT 1",
-                                   [len(root), root]).fetchone()
-        if (only_demo and active is not None and file_changed(active)
+        if (active is not None and file_changed(active)
                 and Path(active["path"]).resolve() == model_path.resolve()):
             # the shipped default was rebuilt or updated: a new version beside the old one (on
             # the demo's own database only: a lab's database switches models when told to)

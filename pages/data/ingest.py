@@ -29,6 +29,7 @@ def run_ingest(groups: list[tuple[list, bool]]) -> None:
     bar = st.progress(0.0, text="Starting…")
     failed: list[tuple[str, str]] = []
     summaries = []
+    routed: dict[str, int] = {}
     try:
         for paths, from_folders in groups:
             if not paths:
@@ -40,6 +41,8 @@ def run_ingest(groups: list[tuple[list, bool]]) -> None:
             )
             failed += rep.failed
             summaries.append(rep.summary())
+            for q, n in rep.routed.items():
+                routed[q] = routed.get(q, 0) + n
     except SemTriageError as e:
         ui.show_error(e)
         return
@@ -51,6 +54,15 @@ def run_ingest(groups: list[tuple[list, bool]]) -> None:
     if failed:
         st.markdown(f"**{len(failed):,} files could not be ingested:**")
         st.dataframe(pd.DataFrame(failed, columns=["file", "reason"]), hide_index=True, key="ing_failed")
+    if routed:  # where the new images went: the auto-labelled ones reach no review queue
+        st.markdown("**Where the new images went**")
+        for col, q in zip(st.columns(3), ("auto", "uncertain", "mixed")):
+            col.metric("Auto-labelled by the model" if q == "auto" else f"{ui.QUEUE_LABELS[q]} queue",
+                       f"{routed.get(q, 0):,}", border=True)
+        if routed.get("auto"):
+            st.caption(f"{routed['auto']:,} images were labelled by the model without a person: they "
+                       "reach a reviewer only through the spot-check queues (the blind one measures how "
+                       "often the model is wrong there).")
     if model is not None:
         st.page_link(ui.REVIEW_PAGE, label="Start reviewing", icon=":material/rate_review:")
 

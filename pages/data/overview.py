@@ -1,6 +1,7 @@
 """Overview: where the collection stands — totals, queues to work on, and four charts."""
 
 import html
+from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -8,7 +9,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core.config import DEFAULT_MODEL
+from core.config import DEFAULT_DB, DEFAULT_MODEL
 from core.errors import SemTriageError
 from core.review import GLOBAL, get_thresholds
 from core.workflows import build_demo
@@ -20,7 +21,9 @@ ov = ui.overview(db, key)
 
 if ov["images"] == 0:
     ui.no_images_hint()
-    if DEFAULT_MODEL.is_file() and ui.is_admin() and st.button(
+    # the demo goes only into the checkout's own database, never into a lab's (SEMTRIAGE_DB)
+    own_db = Path(ui.settings().db).resolve() == DEFAULT_DB.resolve()
+    if own_db and DEFAULT_MODEL.is_file() and ui.is_admin() and st.button(
         "Load the demo (300 synthetic micrographs + default model)", key="ov_demo",
         icon=":material/science:",
     ):
@@ -38,7 +41,8 @@ if ov["images"] == 0:
 c = st.columns(5)
 c[0].metric("Images", f"{ov['images']:,}", border=True)
 c[1].metric("Predicted", f"{ov['predicted']:,}", border=True, help="by the active model")
-c[2].metric("Labelled by people", f"{ov['human']:,}", border=True)
+c[2].metric("Labelled by reviewers", f"{ov['human']:,}", border=True,
+            help="decided in this app; imported labels are counted apart — the charts below use both")
 c[3].metric("Imported labels", f"{ov['imported']:,}", border=True)
 c[4].metric("Auto-accepted", f"{ov['auto']:,}", border=True, help="not yet confirmed by a person")
 if ov["ingest_errors"]:
@@ -52,16 +56,18 @@ st.subheader("Review queues")
 blurbs = {
     "uncertain": "The model is unsure: below the accept threshold.",
     "mixed": "Two classes compete, or both seem present.",
-    "auto": "Auto-accepted: spot-check a sample.",
+    "auto": "Auto-accepted: spot-check them, the model's answer shown.",
+    "blind": "A random sample of the auto-accepted, answer hidden: what measures the auto-accept error.",
 }
-for col, (q, blurb) in zip(st.columns(3), blurbs.items()):
+for col, (q, blurb) in zip(st.columns(4), blurbs.items()):
+    n = ov["queues"]["auto" if q == "blind" else q]
     with col.container(border=True):
-        st.metric(ui.QUEUE_LABELS[q], f"{ov['queues'][q]:,}", help=blurb)
+        st.metric(ui.QUEUE_LABELS[q], f"{n:,}", help=blurb)
         st.caption(blurb)
         if st.button(f"Review {ui.QUEUE_LABELS[q].lower()}", key=f"ov_go_{q}",
-                     icon=":material/arrow_forward:", disabled=not ov["queues"][q]):
+                     icon=":material/arrow_forward:", disabled=not n):
             st.session_state[K.review_queue] = q
-            ui.switch_page(ui.REVIEW_PAGE)
+            ui.switch_page(ui.REVIEW_PAGE, queue=q)
 
 per = pd.DataFrame(ui.per_class(db, key))
 ch = ui.charts(db, key, ov["model_id"])
@@ -86,9 +92,10 @@ with right:
     if not per.empty:
         long = per.melt(id_vars="class", value_vars=["predicted", "human"],
                         var_name="source", value_name="images")
-        long["source"] = long["source"].map({"predicted": "predicted by model", "human": "labelled by people"})
+        long["source"] = long["source"].map({"predicted": "predicted by model",
+                                             "human": "labelled (reviewers + imported)"})
         fig = px.bar(long, x="class", y="images", color="source", barmode="group",
-                     title="Classes: predicted vs labelled by people")
+                     title="Classes: predicted vs labelled (reviewers + imported)")
         fig.update_layout(legend_title=None, **tall)
         st.plotly_chart(fig, key="ov_classes")
 
@@ -98,8 +105,8 @@ with left:
     if cm["total"]:
         fig = px.imshow(cm["matrix"], x=cm["cols"], y=cm["rows"], text_auto=True,
                         color_continuous_scale="Blues", aspect="auto",
-                        labels={"x": "model predicts", "y": "people say", "color": "images"})
-        fig.update_layout(title=f"People vs model — agree on {cm['agree'] / cm['total']:.0%} "
+                        labels={"x": "model predicts", "y": "label (reviewers + imported)", "color": "images"})
+        fig.update_layout(title=f"Labels vs model — agree on {cm['agree'] / cm['total']:.0%} "
                                 f"of {cm['total']:,}", **tall)
         st.plotly_chart(fig, key="ov_confusion")
     else:
@@ -119,6 +126,6 @@ st.dataframe(
     per, hide_index=True, key="ov_per_class",
     column_config={
         "class": "Class", "predicted": "Predicted", "to_review": "To review",
-        "auto": "Auto-accepted", "human": "Labelled by people",
+        "auto": "Auto-accepted", "human": "Labelled (reviewers + imported)",
     },
 )

@@ -29,8 +29,11 @@ if view == "issues":
 c = st.columns([2, 2, 2])
 text = c[0].text_input("File name contains", key="ref_text", icon=":material/search:")
 classes = c[1].multiselect("Label", fac["labels"], key="ref_classes")
-sources = c[2].multiselect("Source", ["human", "import", "auto"], key="ref_sources",
-                           format_func={"human": "Human", "import": "Imported", "auto": "Auto-accepted"}.get)
+# the reference set is what people labelled (or imported): auto-accepted labels only on request
+sources = c[2].multiselect("Source", ["human", "import", "auto"], key="ref_sources", default=["human", "import"],
+                           format_func={"human": "Human", "import": "Imported", "auto": "Auto-accepted"}.get,
+                           help="Auto-accepted labels (the model's, not yet checked by a person) are not part "
+                                "of the reference set; add them here to see them.")
 c = st.columns([2, 2, 2], vertical_alignment="bottom")
 who = c[0].selectbox("Reviewer", ["(anyone)"] + fac["reviewers"], key="ref_reviewer")
 dates = c[1].date_input("Labelled between", value=(), key="ref_dates")

@@ -1,12 +1,15 @@
 """Grid confirm: a page of thumbnails the model puts in one class, least sure first. Tick the
-odd ones out, give them their class, and confirm the rest with one key (Enter)."""
+odd ones out, give them their class, and confirm the rest with one key (Enter). Opening the
+page reserves nothing (the images are claimed when confirming); the counts leave out what
+other reviewers have on screen; thumbnails come in four sizes (the larger ones drawn from the
+image files)."""
 
 import streamlit as st
 
 import ui
 from core import review
 from core.errors import SemTriageError
-from ui.grid import class_key, confirm, odd_key
+from ui.grid import class_chosen, class_key, confirm, odd_key
 
 K, ss = ui.K, st.session_state
 st.title(":material/grid_view: Grid confirm")
@@ -22,33 +25,47 @@ if not reviewer:
 
 names = model["class_names"]
 CHOICES = names + list(review.SPECIAL_LABELS)
-COLS = 6
+# thumbnails per row; the larger sizes are drawn from the image files (stored thumbnails are
+# SEMTRIAGE_THUMB_PX on their longest side)
+SIZES = {"Small": 8, "Medium": 6, "Large": 4, "Extra large": 3}
+FROM_FILE = {"Large": 512, "Extra large": 640}
+KEYS = [("Enter", "confirm the unticked ones as this class, relabel the ticked ones"),
+        ("click", "tick / untick a thumbnail (not this class)"), ("?", "this list")]
 
 
-top = st.columns([2, 1, 1], vertical_alignment="bottom")
-with_auto = top[2].toggle("Include auto-accepted", key=K.grid_auto, persist_state="session",
+top = st.columns([2, 1.2, 1.6, 1], vertical_alignment="bottom")
+with_auto = top[3].toggle("Include auto-accepted", key=K.grid_auto, persist_state="session",
                           help="Also show images already auto-labelled (a spot check)")
-counts = ui.grid_counts(db, key, model["id"], with_auto)
+counts = dict(ui.grid_counts(db, key, model["id"], with_auto))
+try:  # what other reviewers have on screen now cannot be offered: leave it out of the counts
+    for c, k in review.grid_claimed_by_others(db, model["id"], reviewer, include_auto=with_auto).items():
+        counts[c] = max(0, counts.get(c, 0) - k)
+except SemTriageError as e:
+    ui.show_error(e)
 if ss.get(K.grid_class) not in names:  # start on the class with most to confirm
     ss[K.grid_class] = max(names, key=lambda c: counts.get(c, 0))
-cls = top[0].selectbox("Predicted class", names, key=K.grid_class, persist_state="session",
-                       format_func=lambda c: f"{c} ({counts.get(c, 0):,} to confirm)")
+cls = top[0].selectbox("Predicted class", names, index=names.index(ss[K.grid_class]), key=K.grid_class_box,
+                       format_func=lambda c: f"{c} ({counts.get(c, 0):,} to confirm)", on_change=class_chosen)
 n = top[1].segmented_control("Thumbnails", [24, 36, 48], key=K.grid_n, persist_state="session",
                              default=24, required=True)
+size = top[2].segmented_control("Size", list(SIZES), key=K.grid_size, persist_state="session",
+                                default="Medium", required=True)
 if (msg := ss.pop(K.grid_msg, None)) is not None:
     (st.error if msg[0] == "error" else st.success)(ui.esc(msg[1]))
+ui.keyboard(KEYS, key="grid_keys")
 
 try:
     rows = review.grid_candidates(db, model["id"], cls, reviewer, limit=n, include_auto=with_auto)
-    mine = set(review.claim(db, [r["image_id"] for r in rows], reviewer))  # others won't get these
-    rows = [r for r in rows if r["image_id"] in mine]
 except SemTriageError as e:
     ui.show_error(e)
     st.stop()
 if not rows:
-    st.success(f"No unreviewed images predicted {ui.esc(cls)} — pick another class.",
+    others = review.grid_claimed_by_others(db, model["id"], reviewer, include_auto=with_auto).get(cls, 0)
+    busy = f" ({others:,} are on other reviewers' screens now)" if others else ""
+    st.success(f"No unreviewed images predicted {ui.esc(cls)}{busy} — pick another class.",
                icon=":material/task_alt:")
     st.stop()
+COLS = SIZES[size]
 
 ids = [r["image_id"] for r in rows]
 odd = [i for i in ids if ss.get(odd_key(i))]
@@ -61,8 +78,16 @@ for start in range(0, len(rows), COLS):
     for col, r in zip(st.columns(COLS), rows[start:start + COLS]):
         with col.container(border=True):
             iid = r["image_id"]
-            if r["thumb"]:
-                st.image(r["thumb"], width="stretch")
+            shown = None
+            if size in FROM_FILE:
+                try:
+                    shown = ui.image_view(r["path"], FROM_FILE[size])["scan"]
+                except SemTriageError:
+                    shown = None  # the stored thumbnail will do
+            if shown is None:
+                shown = r["thumb"]
+            if shown:
+                st.image(shown, width="stretch")
             st.checkbox(f"Not {ui.esc(cls)} · p {r['p1']:.2f}", key=odd_key(iid), help=ui.esc(r["name"]))
             if ss.get(odd_key(iid)):
                 second = r["second"] if r["second"] in CHOICES else CHOICES[0]

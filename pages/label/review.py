@@ -3,9 +3,14 @@
 Two images are claimed at a time; the second is decoded, encoded and sent to the browser
 (hidden) while the first is on screen, so after a decision the next one shows at once. Z
 undoes the last decision and shows that image again; ← steps back through this session's
-decisions (a class key there changes the label, Enter keeps it). The callbacks are in ui/review.py.
+decisions (a class key there changes the label, Enter keeps it). M marks an image as showing
+several categories: the class keys then toggle the classes present and Enter saves them. A
+click on the image shows that spot at 1:1; another click goes back. ``?`` lists the keys.
+The Blind spot-check queue hides the model's answer until the reviewer has chosen. The
+callbacks are in ui/review.py.
 """
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -16,7 +21,17 @@ from ui import review as callbacks
 
 K, ss = ui.K, st.session_state
 DIGITS = "1234567890"
-st.html("<style>.st-key-review_prefetch{display:none}</style>")  # our CSS, no user text
+# our CSS, no user text: the prefetched image hidden; the review image as large as the screen
+# allows (its box fits the picture, so a click's position is a position in the image)
+st.html("<style>.st-key-review_prefetch{display:none}.st-key-review_image img{cursor:zoom-in}"
+        "[data-testid='stMainBlockContainer']{padding-left:1.5rem;padding-right:1.5rem;max-width:none}"
+        "</style>")
+KEYS = [("Enter", "accept the model's class (choosing several: save)"),
+        ("1–9, 0", "choose that class (choosing several: toggle it)"),
+        ("M", "several categories: then choose the classes present"), ("U", "unusable"),
+        ("S", "skip (it comes back later)"), ("Z", "undo your last decision"),
+        ("←", "back through this session's decisions"), ("Esc", "cancel / back to the queue"),
+        ("click", "zoom to 1:1 there; click again for the whole image"), ("?", "this list")]
 db, key = ui.db(), ui.db_key()
 model, reviewer = ui.active_model(db, key), ui.reviewer()
 if model is None or not reviewer:
@@ -49,71 +64,152 @@ def empty_queue(queue: str) -> None:
                        on_click=lambda q=q: ss.update({K.review_queue: q}))
 
 
+def fit_css(width: int, height: int) -> None:
+    """Our CSS (numbers only): the image as wide as its column but no taller than 84 % of the
+    window, its box the picture's own shape — so a click's position is a position in the image."""
+    aspect = max(width, 1) / max(height, 1)
+    st.html(f"<style>.st-key-review_image img{{width:100%!important;height:auto!important;"
+            f"max-width:calc(84vh * {aspect:.4f})!important}}</style>")
+
+
 def image_column(item: dict) -> None:
+    zoom = ss.get(K.review_zoom)
+    if zoom and zoom.get("image_id") != item["image_id"]:
+        ss.pop(K.review_zoom, None)
+        zoom = None
     try:
-        view = ui.image_view(item["path"])
-        st.image(view["scan"], width="stretch", output_format="PNG")
-        if view["bar"] is not None:
-            st.image(view["bar"], width="stretch", output_format="PNG", caption="Data bar (not seen by the model)")
+        if zoom:
+            # 1:1 where that is a real zoom (the image ≥ 1.25× its box); else 2× the fitted view
+            fitted = zoom["w"] / max(1, item["width"])
+            f = 1.0 if fitted <= 0.8 else 2.0 * fitted
+            cw, ch = round(zoom["w"] / f), round(zoom["h"] / f)
+            png = ui.zoom_view(item["path"], zoom["fx"], zoom["fy"], cw, ch)
+            with st.container(key="review_image", gap=None):
+                # ours, numbers only: the box the fitted image had, so 1:1 when f == 1
+                st.html(f"<style>.st-key-review_image img{{cursor:zoom-out;width:{int(zoom['w'])}px!important;"
+                        "max-width:100%!important;height:auto!important}</style>")
+                st.image(png, width="stretch", output_format="PNG")
+            st.caption("Zoomed: " + ("1:1, one screen pixel per image pixel" if f == 1 else
+                                     f"{f:.1f} screen pixels per image pixel (2× the fitted view)")
+                       + " — click the image for the whole of it.")
+        else:
+            view = ui.image_view(item["path"])
+            with st.container(key="review_image", gap=None):
+                fit_css(view["width"], view["height"])
+                st.image(view["scan"], width="stretch", output_format="PNG")
+            if view["bar"] is not None:
+                st.image(view["bar"], width="stretch", output_format="PNG",
+                         caption="Data bar (not seen by the model)")
     except SemTriageError as e:
         ui.show_error(e)
     depth = f"{item['bit_depth']}-bit" + (" (contrast-windowed)" if item["bit_depth"] > 8 else "")
     scale = images.scale_text(item["pixel_size_m"], item["width"]) or "pixel size unknown"
-    st.caption(" · ".join(ui.esc(x) for x in [item["name"], f"{item['width']}×{item['height']} px", depth, scale]))
-    if st.toggle("Full resolution (1:1, scrolls)", key=K.review_fullres):
-        try:
-            st.html(ui.full_resolution_html(item["path"]))
-        except SemTriageError as e:
-            ui.show_error(e)
+    st.caption(" · ".join(ui.esc(x) for x in [item["name"], f"{item['width']}×{item['height']} px", depth, scale])
+               + " · click the image to zoom")
+    ui.zoom_listener(key=K.review_zoom_listener, zoomed=bool(zoom), on_zoom=callbacks.review_zoom)
 
 
-def actions(item: dict, back: int | None) -> None:
+def metadata_table(item: dict) -> None:
+    with st.expander("Metadata", icon=":material/info:"):
+        if item["warnings"]:
+            st.warning("\n\n".join(ui.esc(w) for w in item["warnings"]))
+        rows = images.metadata_rows(item["metadata"], pixel_size_m=item["pixel_size_m"],
+                                    pixel_size_source=item["pixel_size_source"])
+        rows = [("File", item["path"]), ("Instrument", item["instrument"] or "unknown"), *rows]
+        st.dataframe(pd.DataFrame(rows, columns=["Field", "Value"]), hide_index=True, width="stretch")
+
+
+def several_actions(item: dict, chosen: list[str]) -> None:
+    """Choosing the classes present in a 'several' image: class keys toggle, Enter saves."""
+    iid, names, k = item["image_id"], model["class_names"], f"_{item['image_id']}"
+    st.markdown("**Several categories** — choose the classes present, then Enter.")
+    st.button(f"Save {len(chosen)} classes" if chosen else "Save (choose at least two)", key="rv_sv_save" + k,
+              type="primary", width="stretch", shortcut="Enter", on_click=callbacks.review_several_save,
+              args=(iid,))
+    grid = st.columns(2)
+    for i, c in enumerate(names[:10]):
+        on = c in chosen
+        grid[i % 2].button(c, key=f"rv_sv{i}" + k, width="stretch", shortcut=DIGITS[i],
+                           type="primary" if on else "secondary",
+                           icon=":material/check_box:" if on else ":material/check_box_outline_blank:",
+                           on_click=callbacks.review_toggle, args=(c,))
+    if len(names) > 10:
+        more = st.selectbox("Other class", names[10:], key="rv_sv_more")
+        st.button("Add / remove it", key="rv_sv_more_go" + k, on_click=callbacks.review_toggle, args=(more,))
+    st.button("Cancel", key="rv_sv_cancel" + k, width="stretch", shortcut="Esc",
+              on_click=callbacks.review_several_cancel)
+
+
+def actions(item: dict, back: int | None, blind: bool) -> None:
     iid, pred, names, k = item["image_id"], item["pred"], model["class_names"], f"_{item['image_id']}"
-    if back is None:
-        st.button(f"Accept {pred or ''}", key="rv_accept" + k, type="primary", width="stretch", shortcut="Enter",
-                  on_click=callbacks.review_decide, args=(iid, "accept"), disabled=not pred)
-    else:
+    if back is not None:
         st.button("Keep this label", key="rv_keep" + k, type="primary", width="stretch", shortcut="Enter",
                   on_click=callbacks.review_keep, args=(iid,))
+    elif not blind:
+        st.button(f"Accept {pred or ''}", key="rv_accept" + k, type="primary", width="stretch", shortcut="Enter",
+                  on_click=callbacks.review_decide, args=(iid, "accept"), disabled=not pred)
     grid = st.columns(2)
     for i, c in enumerate(names[:10]):
         grid[i % 2].button(c, key=f"rv_cls{i}" + k, width="stretch", shortcut=DIGITS[i],
                            on_click=callbacks.review_decide, args=(iid, "accept" if c == pred else "relabel", c),
-                           icon=":material/check:" if c == pred else None)
+                           icon=":material/check:" if c == pred and not blind else None)
     if len(names) > 10:
         more = st.selectbox("Other class", names[10:], key="rv_more")
         st.button("Set class", key="rv_more_go" + k, on_click=callbacks.review_decide, args=(iid, "relabel", more))
-    row = st.columns(3)
-    row[0].button("Several", key="rv_several" + k, width="stretch", shortcut="M", help="More than one category",
-                  on_click=callbacks.review_decide, args=(iid, "several"))
+    row = st.columns(2)
+    row[0].button("Several", key="rv_several" + k, width="stretch", shortcut="M",
+                  help="More than one category: then choose the classes present",
+                  on_click=callbacks.review_several, args=(iid,))
     row[1].button("Unusable", key="rv_unusable" + k, width="stretch", shortcut="U",
                   on_click=callbacks.review_decide, args=(iid, "unusable"))
+    row = st.columns(2)
     if back is None:
-        row[2].button("Skip", key="rv_skip" + k, width="stretch", shortcut="S", help="It comes back later",
+        row[0].button("Skip", key="rv_skip" + k, width="stretch", shortcut="S", help="It comes back later",
                       on_click=callbacks.review_decide, args=(iid, "skip"))
     else:
-        row[2].button("Forward", key="rv_fwd", width="stretch", shortcut="Right", on_click=callbacks.review_step, args=(1,))
-    row = st.columns(3)
-    row[0].button("Undo", key="rv_undo", width="stretch", shortcut="Z", on_click=callbacks.review_undo,
+        row[0].button("Forward", key="rv_fwd", width="stretch", shortcut="Right", on_click=callbacks.review_step, args=(1,))
+    row[1].button("Undo", key="rv_undo", width="stretch", shortcut="Z", on_click=callbacks.review_undo,
                   help="Take back your last decision and show that image again")
-    row[1].button("Back", key="rv_back", width="stretch", shortcut="Left", on_click=callbacks.review_step, args=(-1,),
+    row = st.columns(2)
+    row[0].button("Back", key="rv_back", width="stretch", shortcut="Left", on_click=callbacks.review_step, args=(-1,),
                   help="Show the image you decided before (change or keep its label)")
     if back is not None:
-        row[2].button("To queue", key="rv_queue", width="stretch", shortcut="Esc", on_click=callbacks.review_step,
+        row[1].button("To queue", key="rv_queue", width="stretch", shortcut="Esc", on_click=callbacks.review_step,
                       args=(None,))
+
+
+def choose_queue() -> str:
+    """The queue: this session's choice, else the URL's ``queue`` (a reload keeps it), else
+    Uncertain. Kept in the URL as it changes."""
+    if K.review_queue not in ss:
+        asked = st.query_params.get("queue")
+        ss[K.review_queue] = asked if asked in ui.QUEUE_LABELS else "uncertain"
+    return ss[K.review_queue]
 
 
 @st.fragment
 def panel() -> None:
     top = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
-    ss.setdefault(K.review_queue, "uncertain")
-    ss.setdefault(K.review_order, review.queue_order(db, ss[K.review_queue]))
+    choose_queue()
+    ss.setdefault(K.review_order, review.queue_order(db, ss[K.review_queue], reviewer))
     queue = top.segmented_control(
         "Queue", list(ui.QUEUE_LABELS), format_func=ui.QUEUE_LABELS.get, key=K.review_queue,
-        required=True, persist_state="session", on_change=callbacks.queue_changed)
-    order = top.segmented_control(
-        "Order", list(ui.ORDER_LABELS), format_func=ui.ORDER_LABELS.get, key=K.review_order,
-        required=True, persist_state="session", on_change=callbacks.order_changed, help=ui.ORDER_HELP)
+        required=True, persist_state="session", on_change=callbacks.queue_changed, help=ui.QUEUE_HELP)
+    if st.query_params.get("queue") != queue:
+        st.query_params["queue"] = queue
+    blind = queue == review.BLIND_QUEUE
+    if blind:
+        order = "random"
+        top.caption("Random sample of the auto-accepted images; the model's answer stays hidden "
+                    "until you choose. Only such checks measure the auto-accept error rate.")
+    else:
+        order = top.segmented_control(
+            "Order", list(ui.ORDER_LABELS), format_func=ui.ORDER_LABELS.get, key=K.review_order,
+            required=True, persist_state="session", on_change=callbacks.order_changed, help=ui.ORDER_HELP)
+        if ui.is_admin() and order != review.queue_order(db, queue):
+            top.button("Default for everyone", key="rv_order_all", icon=":material/groups:",
+                       on_click=callbacks.order_for_everyone,
+                       help="Make this order the queue's default for reviewers who have not chosen their own")
     hist, back = ss.setdefault(K.review_hist, []), ss.get(K.review_back)
     try:
         if back is not None:
@@ -130,33 +226,42 @@ def panel() -> None:
     except SemTriageError as e:
         ui.show_error(e)
         return
-    top.markdown(f"**{left:,}** left · **{ss.get(K.review_done, 0)}** decided this session", width="content")
+    top.markdown(f"**{left:,}** left · **{ss.get(K.review_done, 0)}** decided this session · **?** keys",
+                 width="content")
+    ui.keyboard(KEYS, key="rv_keys")
     if (msg := ss.pop(K.review_msg, None)) is not None:
         (st.error if msg[0] == "error" else st.toast)(ui.esc(msg[1]))
     if item is None:
         empty_queue(queue)
         return
 
+    if ss.get(K.review_current) != item["image_id"]:
+        ss.pop(K.review_several, None)
     ss[K.review_current] = item["image_id"]
     if back is not None:
         now = ui.esc(item["current_label"] or "none (undone)")
         st.info(f"Looking back at decision {back + 1} of {len(hist)} — label now: **{now}**. "
                 "A class key changes it; Enter keeps it; Esc returns to the queue.", icon=":material/history:")
-    img_col, side = st.columns([3, 2], gap="medium")
+    img_col, side = st.columns([3, 1], gap="medium")
     with img_col:
         image_column(item)
+    chart = None
     with side:
-        if item["pred"]:
+        if blind and back is None:
+            st.markdown("#### Which class is this?")
+            st.caption("Blind spot-check: the model's answer is shown after you choose.")
+        elif item["pred"]:
             st.markdown(f"#### {ui.esc(item['pred'])} · p = {item['p1']:.2f}")
             st.caption(f"{ui.QUEUE_LABELS[item['queue']]} because {ui.esc(item['reason'])}")
             chart = st.empty()  # filled last
         else:
             st.warning("No prediction from the active model for this image.")
-        actions(item, back)
-        with st.expander("Metadata", icon=":material/info:"):
-            if item["warnings"]:
-                st.warning("\n\n".join(ui.esc(w) for w in item["warnings"]))
-            st.json(item["metadata"], expanded=True)
+        chosen = ss.get(K.review_several)
+        if chosen is not None:
+            several_actions(item, chosen)
+        else:
+            actions(item, back, blind and back is None)
+        metadata_table(item)
     if nxt is not None:  # the next image (prefetched above), sent to the browser hidden
         try:
             pv = ui.image_view(nxt["path"])
@@ -164,7 +269,7 @@ def panel() -> None:
                 st.image(pv["scan"], width="stretch", output_format="PNG")
         except SemTriageError:
             pass
-    if item["pred"]:  # last: the browser draws the image and the keys before the chart
+    if chart is not None:  # last: the browser draws the image and the keys before the chart
         chart.plotly_chart(top5(item["probs"]), key="rv_top5", config={"displayModeBar": False})
 
 

@@ -13,6 +13,7 @@ import streamlit as st
 
 import ui
 from core import intake, models, review
+from core.config import DEFAULT_MODEL
 from core.errors import SemTriageError
 from core.files import safe_name
 from ui import retrain
@@ -28,14 +29,22 @@ active = next((m for m in ms if m["active"]), None)
 def show_card(card: dict, mid: int) -> None:
     """Accuracy, calibration, per-class table and confusion matrix from a model card."""
     ece = card.get("ece_15_bins") if isinstance(card.get("ece_15_bins"), dict) else {}
-    figures = [("Accuracy", card.get("accuracy"), "{:.1%}"), ("ECE (calibrated)", ece.get("after_temperature"),
+    trained = card.get("training_data") if isinstance(card.get("training_data"), dict) else {}
+    where = str(card.get("evaluated_on") or "")
+    synthetic = trained.get("source") == "synthetic" or "synthetic" in where
+    acc_label = ("Accuracy on synthetic images" if synthetic else
+                 "Accuracy on held-out labels" if "human" in where else "Accuracy (where measured: see below)")
+    figures = [(acc_label, card.get("accuracy"), "{:.1%}"), ("ECE (calibrated)", ece.get("after_temperature"),
                "{:.3f}"), ("ECE before", ece.get("before_temperature"), "{:.3f}"),
                ("Temperature", card.get("temperature"), "{:.2f}"), ("Parameters", card.get("parameters"), "{:,}")]
     figures = [(k, v, f) for k, v, f in figures if isinstance(v, (int, float))]
     for col, (k, v, f) in zip(st.columns(max(1, len(figures))), figures):
         col.metric(k, f.format(v))
     if card.get("evaluated_on"):
-        st.caption(f"Evaluated on {ui.esc(card['evaluated_on'])}.")
+        st.caption(f"Evaluated on {ui.esc(card['evaluated_on'])}"
+                   + (" — synthetic micrographs made by our generator, not yours: it says little about "
+                      "real images. The error measured on your own labels is on the **Thresholds** tab."
+                      if synthetic else "."))
     left, right = st.columns(2)
     per = card.get("per_class")
     if isinstance(per, dict) and per and all(isinstance(v, dict) for v in per.values()):
@@ -61,7 +70,10 @@ tab_models, tab_retrain, tab_thr, tab_add = st.tabs(["Model versions", "Retrain"
                                                      "Add a model"])
 with tab_models:
     if not ms:
-        st.info("No model registered yet — add one on the **Add a model** tab.", icon=":material/info:")
+        st.info("No model registered yet — use the shipped default model (trained on synthetic "
+                "micrographs, with its card) or add your own on the **Add a model** tab.",
+                icon=":material/info:")
+        retrain.use_default_button(db, "mdl_use_default", admin, busy)
     for m in reversed(ms):
         with st.expander(f"{m['version']}" + ("  · active" if m["active"] else ""), expanded=m["active"],
                          icon=":material/check_circle:" if m["active"] else ":material/deployed_code:"):
@@ -131,11 +143,16 @@ with tab_thr:
         if err["n"]:
             st.markdown(f"**Estimated error of auto-accepted labels: {err['rate']:.1%}** "
                         f"(95 % Wilson interval {err['lo']:.1%}–{err['hi']:.1%}), measured on the "
-                        f"{err['n']:,} human-labelled images these thresholds would auto-accept "
-                        f"({err['errors']:,} of them labelled otherwise).")
+                        f"{err['n']:,} independently labelled images these thresholds would auto-accept "
+                        f"({err['errors']:,} of them labelled otherwise; {err['blind']:,} blind spot-checks).")
         else:
-            st.info(f"No human-labelled image would be auto-accepted at these thresholds "
-                    f"({err['labelled']:,} labelled in all) — no error estimate yet.")
+            st.info(f"No independently labelled image would be auto-accepted at these thresholds "
+                    f"({err['labelled']:,} labelled in all) — no error estimate yet. The **Blind "
+                    "spot-check** queue on Review measures it.")
+        if err["confirmed_unblind"]:
+            st.caption(f"{err['confirmed_unblind']:,} auto labels confirmed on the Spot-check queue with the "
+                       "model's answer in view are left out: one-key confirmations flatter the model. "
+                       "Blind spot-checks (answer hidden) count.")
         if admin and st.button("Save thresholds and re-route", key="thr_save", type="primary",
                                icon=":material/save:"):
             try:
@@ -153,6 +170,8 @@ with tab_retrain:
     retrain.retrain_tab(db, active, admin, busy)
 
 with tab_add:
+    if not any(Path(m["path"]).resolve() == DEFAULT_MODEL.resolve() for m in ms):
+        retrain.use_default_button(db, "mdl_use_default_add", admin, busy)
     up = st.file_uploader("ONNX model", type=["onnx"], key="mdl_file")
     names = st.text_area("Class names, one per line (only if the model's metadata has none)",
                          key="mdl_classes", height=120)

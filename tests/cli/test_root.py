@@ -65,6 +65,14 @@ def test_workflow_init_ingest_queue_label_undo_export(run, tiny_model, image_fol
     lines = Path(res["path"]).read_text(encoding="utf-8").splitlines()
     assert len(lines) == 13  # header + every image
 
+    # a file name: that file, not a folder of that name
+    res = js(run("export", str(tmp_path / "report.csv"), "--predictions", "--json"))
+    assert res["path"] == str(tmp_path / "report.csv") and (tmp_path / "report.csv").is_file()
+    assert len((tmp_path / "report.csv").read_text(encoding="utf-8").splitlines()) == 13
+    res = js(run("export", str(tmp_path / "sub" / "report.jsonl"), "--predictions", "--json"))
+    assert Path(res["path"]).is_file() and Path(res["path"]).suffix == ".jsonl"
+    assert run("export", str(tmp_path / "x.jsonl"), "--predictions", "--format", "hf", ok=False).exit_code == 2
+
 
 def test_claimed_image_refused_for_other_reviewer(run, tiny_model, image_folder):
     run("init", "--model", str(tiny_model()))

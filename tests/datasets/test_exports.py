@@ -460,3 +460,19 @@ def test_predictions_report_needs_a_model(tmp_path):
     db = open_db(tmp_path / "t.db")
     with pytest.raises(ExportError, match="No active model"):
         predictions_report(db, tmp_path / "p.csv")
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_several_exports_its_classes(env, fmt):
+    """A mixed image's categories reach the dataset: 'a;b' in a csv manifest, a list in jsonl."""
+    db, tmp, _ = env
+    decide(db, 1, "several", reviewer="ana", classes=["fibres", "particles"])
+    rep = export_labels(db, tmp / fmt, fmt=fmt, include_special=True)
+    rows = read_manifest(tmp / fmt / f"manifest.{fmt}")
+    assert rep.count == len(rows)
+    several = [r for r in rows if r["label"] == "several"]
+    want = "fibres;particles" if fmt == "csv" else ["fibres", "particles"]
+    empty = "" if fmt == "csv" else None
+    assert sorted(r["classes"] == want for r in several) == [False, True], "one named, one not"
+    assert [r["classes"] for r in several if r["classes"] != want] == [empty]
+    assert all(r["classes"] == empty for r in rows if r["label"] != "several")

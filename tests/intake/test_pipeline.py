@@ -46,6 +46,11 @@ def test_ingest_predicts_and_routes(setup, image_folder):
     assert (rep.added, rep.predicted, rep.failed) == (12, 12, [])
     counts = queue_counts(db)
     assert all(counts[q] > 0 for q in ("uncertain", "mixed", "auto")), counts
+    assert rep.routed == counts, "the report says where every new image went"
+    assert f"{counts['auto']} auto-labelled by the model" in rep.summary()
+    assert f"{counts['mixed']} to the mixed queue" in rep.summary()
+    again = ingest(db, [image_folder], classifier=clf, model_id=model["id"])
+    assert again.routed == {} and "Routed" not in again.summary(), "nothing new, nothing routed"
     row = db.execute("SELECT probs, reason, p1, margin FROM predictions LIMIT 1").fetchone()
     assert len(__import__("json").loads(row[0])) == 3 and row[1]
     thumbs = db.execute("SELECT COUNT(*) FROM images WHERE length(thumb) > 100").fetchone()[0]

@@ -194,7 +194,10 @@ def test_the_demo_follows_an_updated_default_model(tmp_path, tiny_model):
     assert build_demo(db_path, **kw)["status"] == "already built"
 
 
-def test_the_demo_never_switches_the_model_of_a_lab_database(tmp_path, tiny_model, image_folder):
+def test_the_demo_never_touches_a_lab_database(tmp_path, tiny_model, image_folder):
+    """A database holding the lab's own images is refused (force or not): no demo images are
+    poured into it and its model never switches."""
+    from core.errors import InvalidValue
     from core.intake import ingest
     from core.models import active_model, model_classifier
     from core.workflows import build_demo
@@ -205,6 +208,31 @@ def test_the_demo_never_switches_the_model_of_a_lab_database(tmp_path, tiny_mode
     db = open_db(db_path)
     old = active_model(db)
     ingest(db, [image_folder], classifier=model_classifier(old), model_id=old["id"])  # the lab's own
+    n = db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
     build_tiny_model(model_path, ("films", "fibres", "particles"), temperature=3.0)
-    assert build_demo(db_path, **kw)["status"] == "already built"
+    for force in (False, True):
+        with pytest.raises(InvalidValue, match="not the demo's"):
+            build_demo(db_path, force=force, **kw)
     assert active_model(db)["id"] == old["id"] and len(list_models(db)) == 1
+    assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == n
+
+    lab = open_db(tmp_path / "fresh-lab.db")  # a lab's database with only its own images
+    ingest(lab, [image_folder])
+    with pytest.raises(InvalidValue, match="not the demo's"):
+        build_demo(tmp_path / "fresh-lab.db", **kw)
+    assert lab.execute("SELECT COUNT(*) FROM images").fetchone()[0] == n - 12
+
+
+def test_the_shipped_default_model_with_its_card_in_one_call(tmp_path):
+    """A fresh lab database gets the shipped default model (and its card) without the demo."""
+    from core.config import DEFAULT_MODEL
+    from core.models import active_model, read_card
+    from core.workflows import use_default_model
+
+    db = open_db(tmp_path / "lab.db")
+    m = use_default_model(db)
+    assert active_model(db)["id"] == m["id"]
+    assert read_card(m["path"])["class_names"] == m["class_names"]
+    assert m["path"] == str(DEFAULT_MODEL) or m["path"] == str(DEFAULT_MODEL.resolve())
+    assert use_default_model(db)["id"] == m["id"], "registered once"
+    assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 0, "no demo images"

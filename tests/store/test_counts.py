@@ -126,8 +126,16 @@ def test_migration_backfills_an_existing_database(tmp_path):
     m = register_model(db, build_tiny_model(tmp_path / "m.onnx", CLASSES), activate=True)
     ingest(db, [write_images(tmp_path / "img", n=9)[0].parent], classifier=Classifier(m["path"]),
            model_id=m["id"])
-    iid = db.execute("SELECT image_id FROM predictions LIMIT 1").fetchone()[0]
-    review.decide(db, iid, "accept", reviewer="ann")
+    iid, pred = db.execute("SELECT image_id, pred FROM predictions LIMIT 1").fetchone()
+    # a decision as the code of that time wrote it (today's decide needs later columns)
+    ev = db.execute("INSERT INTO label_events(image_id, label, action, source, reviewer, created_at) "
+                    "VALUES (?, ?, 'accept', 'human', 'ann', '2026-01-01T00:00:00')", [iid, pred]).lastrowid
+    db.execute("INSERT INTO current_labels(image_id, event_id, label, action, source, reviewer, updated_at) "
+               "VALUES (?, ?, ?, 'accept', 'human', 'ann', '2026-01-01T00:00:00') ON CONFLICT(image_id) DO "
+               "UPDATE SET event_id = excluded.event_id, label = excluded.label, action = 'accept', "
+               "source = 'human', reviewer = 'ann'", [iid, ev, pred])
+    db.execute("UPDATE predictions SET done = 1 WHERE image_id = ?", [iid])
+    db.conn.commit()
     db.conn.close()
     db = open_db(path)  # applies m006
     assert_counts_exact(db)

@@ -17,7 +17,7 @@ from core.store import (
 
 # every migration this release ships, in the order they apply (the names sort that way too)
 ALL = ["m001_initial", "m002_scale_indexes", "m003_image_hashes", "m004_model_images",
-       "m005_label_issues", "m006_counts"]
+       "m005_label_issues", "m006_counts", "m007_label_classes_context"]
 
 
 def test_open_creates_schema_with_wal_and_foreign_keys(tmp_path):

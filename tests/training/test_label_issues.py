@@ -155,3 +155,37 @@ def test_cancel_stops_between_folds_and_stores_nothing(ref_db):
     assert db.execute("SELECT COUNT(*) FROM label_issues").fetchone()[0] == 0
     rep = find_issues(db, folds=3, input_size=(SIZE, SIZE), cancel=threading.Event())
     assert rep.flagged == len(issue_queue(db, 100)) > 0, "an unset event changes nothing"
+
+
+def test_one_flat_folder_is_grouped_by_near_copies_and_says_what_that_costs(ref_db, tmp_path):
+    """The demo's case: every reference image in one folder. 'folders' cannot make folds and
+    says what to do; 'auto' (the default) groups by near-copies only, finds the flips, and the
+    report says what that grouping costs."""
+    ref_db.execute("UPDATE images SET group_key = 'one-flat-folder'")
+    ref_db.conn.commit()
+    truth = flip(ref_db, 4)
+    with pytest.raises(TrainingError, match="near-copies only"):
+        find_issues(ref_db, input_size=(SIZE, SIZE), grouping="folders")
+    rep = find_issues(ref_db, input_size=(SIZE, SIZE))
+    assert rep.grouping == "near-copies" and rep.groups > 2
+    assert "vouch for each other's labels" in rep.summary()
+    found = {r["image_id"] for r in issue_queue(ref_db, limit=50)}
+    assert len(found & set(truth)) >= 3, (found, truth)
+    assert last_run(ref_db)["grouping"] == "near-copies"
+    with pytest.raises(InvalidValue, match="grouping"):
+        find_issues(ref_db, grouping="by-moon-phase")
+
+
+def test_cli_group_by(ref_db, tmp_path):
+    from click.testing import CliRunner
+
+    from core.cli import cli
+
+    ref_db.execute("UPDATE images SET group_key = 'one-flat-folder'")
+    ref_db.conn.commit()
+    path = str(tmp_path / "t.db")
+    r = CliRunner().invoke(cli, ["issues", "find", "--db", path, "--group-by", "folders"])
+    assert r.exit_code == 1 and "near-copies only" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(cli, ["issues", "find", "--db", path, "--group-by", "near-copies", "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"grouping": "near-copies"' in r.output

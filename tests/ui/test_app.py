@@ -4,6 +4,7 @@ as they should. Widgets are driven by their keys."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,38 @@ def test_class_button_relabels(app_db):
     assert (cur["label"], cur["action"], cur["source"]) == (CLASSES[other], "relabel", "human")
 
 
-@pytest.mark.parametrize("button,label", [("rv_several", "several"), ("rv_unusable", "unusable")])
-def test_special_labels(app_db, button, label):
+def test_unusable(app_db):
     at = review()
     iid = at.session_state["review_current"]
-    at.button(key=f"{button}_{iid}").click().run()
-    assert current_label(open_db(app_db), iid)["label"] == label
+    at.button(key=f"rv_unusable_{iid}").click().run()
+    assert current_label(open_db(app_db), iid)["label"] == "unusable"
+
+
+def test_several_records_the_classes_chosen(app_db):
+    """M, then the class keys toggle the classes present, Enter saves them with the label."""
+    at = review()
+    iid = at.session_state["review_current"]
+    at.button(key=f"rv_several_{iid}").click().run()
+    assert current_label(open_db(app_db), iid) is None, "nothing saved until the classes are chosen"
+    at.button(key=f"rv_sv_save_{iid}").click().run()  # fewer than two: refused, still choosing
+    assert current_label(open_db(app_db), iid) is None
+    for i in (0, 2, 1):
+        at.button(key=f"rv_sv{i}_{iid}").click().run()
+    at.button(key=f"rv_sv1_{iid}").click().run()  # toggled off again
+    at.button(key=f"rv_sv_save_{iid}").click().run()
+    cur = current_label(open_db(app_db), iid)
+    assert cur["label"] == "several" and json.loads(cur["classes"]) == [CLASSES[0], CLASSES[2]]
+    assert at.session_state["review_current"] != iid, "the next image is on screen"
+
+
+def test_several_can_be_cancelled(app_db):
+    at = review()
+    iid = at.session_state["review_current"]
+    at.button(key=f"rv_several_{iid}").click().run()
+    at.button(key=f"rv_sv0_{iid}").click().run()
+    at.button(key=f"rv_sv_cancel_{iid}").click().run()
+    assert current_label(open_db(app_db), iid) is None
+    assert at.button(key=f"rv_accept_{iid}"), "back to the normal keys on the same image"
 
 
 def test_undo_removes_the_label_and_shows_the_image_again(app_db):
@@ -199,7 +226,7 @@ def test_grid_confirms_the_rest_and_relabels_the_ticked(app_db):
         "SELECT pred FROM predictions WHERE done = 0 AND queue != 'auto' GROUP BY pred "
         "ORDER BY COUNT(*) DESC LIMIT 1").fetchone()[0]
     at = start("pages/label/grid.py")
-    at.selectbox(key="grid_class").set_value(cls).run()
+    at.selectbox(key="grid_class_box").set_value(cls).run()
     boxes = [c for c in at.checkbox if c.key and c.key.startswith("grid_odd_")]
     assert len(boxes) >= 2
     odd = int(boxes[0].key.rsplit("_", 1)[1])
@@ -212,6 +239,57 @@ def test_grid_confirms_the_rest_and_relabels_the_ticked(app_db):
     rest = [int(b.key.rsplit("_", 1)[1]) for b in boxes[1:]]
     assert all(current_label(db, i)["label"] == cls for i in rest)
     assert all(current_label(db, i)["reviewer"] == "alice" for i in rest)
+
+
+def grid_ids(at):
+    return sorted(int(c.key.rsplit("_", 1)[1]) for c in at.checkbox if c.key and c.key.startswith("grid_odd_"))
+
+
+def test_grid_reserves_nothing_until_confirmed_and_counts_others_claims(app_db):
+    db = open_db(app_db)
+    cls = db.execute(
+        "SELECT pred FROM predictions WHERE done = 0 AND queue != 'auto' GROUP BY pred "
+        "ORDER BY COUNT(*) DESC LIMIT 1").fetchone()[0]
+    alice = start("pages/label/grid.py")
+    alice.selectbox(key="grid_class_box").set_value(cls).run()
+    shown = grid_ids(alice)
+    assert len(shown) >= 2
+    assert db.execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0, "opening the grid claims nothing"
+    bob = start("pages/label/grid.py", reviewer="bob")
+    bob.selectbox(key="grid_class_box").set_value(cls).run()
+    assert grid_ids(bob) == shown, "a second reviewer sees the same images"
+    # carol has one of them on the Review page: the counts and the grid leave it out
+    taken = shown[0]
+    core_review.claim(db, [taken], "carol")
+    bob.run()
+    assert taken not in grid_ids(bob)
+    label = next(o for o in bob.selectbox(key="grid_class_box").options if o.startswith(cls))
+    assert f"({len(shown) - 1:,} to confirm)" in label, label
+    # alice confirms: carol's image is left to carol, the rest is labelled by alice
+    alice.button(key="grid_confirm").click().run()
+    assert not alice.exception
+    assert current_label(db, taken) is None
+    assert all(current_label(db, i)["reviewer"] == "alice" for i in shown[1:])
+    assert "1 left to other reviewers" in texts(alice)
+    # bob's page, confirmed on top of alice's work, writes nothing twice
+    events = db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0]
+    bob.button(key="grid_confirm").click().run()
+    assert db.execute("SELECT COUNT(*) FROM label_events").fetchone()[0] == events
+
+
+def test_grid_include_auto_keeps_the_class_and_sizes_change_the_columns(app_db):
+    db = open_db(app_db)
+    classes = [r[0] for r in db.execute(
+        "SELECT pred FROM predictions WHERE done = 0 GROUP BY pred ORDER BY COUNT(*) ASC")]
+    at = start("pages/label/grid.py")
+    at.selectbox(key="grid_class_box").set_value(classes[0]).run()
+    at.toggle(key="grid_auto").set_value(True).run()
+    assert at.selectbox(key="grid_class_box").value == classes[0], "the toggle never switches the class"
+    at.toggle(key="grid_auto").set_value(False).run()
+    assert at.selectbox(key="grid_class_box").value == classes[0]
+    at.button_group(key="grid_size").set_value("Extra large").run()
+    assert not at.exception
+    assert at.session_state["grid_size"] == "Extra large"
 
 
 def test_threshold_change_reroutes_the_queues(app_db):
@@ -253,6 +331,11 @@ def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 23
     assert "3 added" in texts(at) and "1 failed" in texts(at)
     assert any("broken.png" in str(v) for v in at.dataframe[0].value["file"])
+    new = db.execute("SELECT p.queue, COUNT(*) FROM predictions p JOIN files f ON f.image_id = p.image_id "
+                     "WHERE f.path LIKE ? GROUP BY p.queue", [f"{folder}%"]).fetchall()
+    shown = {m.label: m.value for m in at.metric}
+    assert sum(int(v) for v in shown.values() if str(v).isdigit()) == 3 == sum(n for _, n in new)
+    assert shown["Auto-labelled by the model"] == str(dict(new).get("auto", 0))
 
 
 def test_ingest_refuses_a_folder_outside_the_roots(app_db):
@@ -265,9 +348,14 @@ def test_ingest_refuses_a_folder_outside_the_roots(app_db):
 
 def test_reference_search_filters_in_sql(app_db):
     at = start("pages/data/reference.py")
-    n_labels = open_db(app_db).execute("SELECT COUNT(*) FROM current_labels").fetchone()[0]
+    db = open_db(app_db)
+    n_labels = db.execute("SELECT COUNT(*) FROM current_labels").fetchone()[0]
+    n_people = db.execute("SELECT COUNT(*) FROM current_labels WHERE source != 'auto'").fetchone()[0]
     table = next(d for d in at.dataframe if str(d.key or "").startswith("ref_table"))
-    assert len(table.value) == n_labels > 4, "imported and auto-accepted labels"
+    assert len(table.value) == n_people < n_labels, "the reference set: no auto labels unless asked"
+    at.multiselect(key="ref_sources").set_value(["human", "import", "auto"]).run()
+    table = next(d for d in at.dataframe if str(d.key or "").startswith("ref_table"))
+    assert len(table.value) == n_labels, "auto-accepted labels on request"
     at.multiselect(key="ref_sources").set_value(["import"]).run()
     table = next(d for d in at.dataframe if str(d.key or "").startswith("ref_table"))
     assert len(table.value) == 4

@@ -1,4 +1,5 @@
-"""AppTest for the active-learning parts of the app: the Review page's order is stored per queue,
+"""AppTest for the active-learning parts of the app: the Review page's order is stored per queue
+and reviewer (an administrator sets the default for everyone),
 and the Reference set page's "Likely mislabelled" view finds flipped labels in a background job
 (progress, Cancel that keeps nothing) and resolves them."""
 
@@ -31,7 +32,7 @@ def start(page: str, db_path: Path, monkeypatch, reviewer: str = "alice") -> App
     return at
 
 
-def test_review_order_is_stored_per_queue(tmp_path, monkeypatch):
+def test_review_order_is_stored_per_queue_and_reviewer(tmp_path, monkeypatch):
     path = build_app_db(tmp_path)
     at = start("pages/label/review.py", path, monkeypatch)
     assert at.button_group(key="review_order").value == "margin"
@@ -39,8 +40,9 @@ def test_review_order_is_stored_per_queue(tmp_path, monkeypatch):
     at.button_group(key="review_order").set_value("confidence").run()
     assert not at.exception
     db = open_db(path)
-    assert review.queue_order(db, "all") == "confidence"
-    assert review.queue_order(db, "uncertain") == "margin"
+    assert review.queue_order(db, "all", "alice") == "confidence"
+    assert review.queue_order(db, "all", "bob") == "margin", "alice's click is hers only"
+    assert review.queue_order(db, "uncertain", "alice") == "margin"
     first = db.execute("SELECT image_id FROM predictions WHERE done = 0 ORDER BY p1, image_id").fetchone()[0]
     assert at.session_state["review_current"] == first
     at.button_group(key="review_queue").set_value("uncertain").run()
@@ -48,9 +50,19 @@ def test_review_order_is_stored_per_queue(tmp_path, monkeypatch):
     at.button_group(key="review_queue").set_value("all").run()
     assert at.button_group(key="review_order").value == "confidence"
 
-    fresh = start("pages/label/review.py", path, monkeypatch, reviewer="bob")  # a new session
-    fresh.button_group(key="review_queue").set_value("all").run()
-    assert fresh.button_group(key="review_order").value == "confidence"
+    again = start("pages/label/review.py", path, monkeypatch)  # alice again, a new session
+    again.button_group(key="review_queue").set_value("all").run()
+    assert again.button_group(key="review_order").value == "confidence"
+    bob = start("pages/label/review.py", path, monkeypatch, reviewer="bob")
+    bob.button_group(key="review_queue").set_value("all").run()
+    assert bob.button_group(key="review_order").value == "margin"
+
+    # an administrator (everyone, with sign-in off) makes alice's order the default for everyone
+    at.button(key="rv_order_all").click().run()
+    assert review.queue_order(db, "all", "carol") == "confidence"
+    carol = start("pages/label/review.py", path, monkeypatch, reviewer="carol")
+    carol.button_group(key="review_queue").set_value("all").run()
+    assert carol.button_group(key="review_order").value == "confidence"
 
 
 def test_likely_mislabelled_view_finds_and_resolves(tmp_path, monkeypatch):

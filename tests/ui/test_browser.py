@@ -59,6 +59,13 @@ def test_review_by_keyboard_undo_and_export(server, tmp_path):
 
             seen = [page.locator(MAIN_IMAGE).first.get_attribute("src")]
             for key in ["Enter", "2", "m", "u", "Enter"]:  # accept, class 2, several, unusable, accept
+                if key == "m":  # several: then the classes present, then Enter
+                    page.keyboard.press("m")
+                    page.get_by_text("choose the classes present, then Enter").wait_for(timeout=10_000)
+                    for k in ("1", "2"):
+                        page.keyboard.press(k)
+                        settle(page)
+                    key = "Enter"
                 seen.append(next_image_after(page, key))
                 if len(seen) == 3:
                     page.screenshot(path=str(ARTIFACTS / "review.png"))
