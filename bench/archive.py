@@ -36,13 +36,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from ingest_predict import make_tiffs  # noqa: E402
+from ingest_predict import make_tiffs
 
-from core import archive  # noqa: E402
-from core.config import DEFAULT_MODEL, Settings  # noqa: E402
-from core.intake import ingest  # noqa: E402
-from core.models import register_model  # noqa: E402
-from core.store import open_db, set_setting, write_tx  # noqa: E402
+from core import archive
+from core.config import DEFAULT_MODEL, Settings
+from core.intake import ingest
+from core.models import register_model
+from core.store import open_db, set_setting, write_tx
 
 
 def pct(xs: list[float], q: float) -> float:

@@ -198,5 +198,5 @@ def write_tx(db: Database, what: str = "writing", *, bulk: bool = False) -> Iter
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
         if shared:
-            assert fcntl is not None
+            assert fcntl is not None and fd is not None
             fcntl.flock(fd, fcntl.LOCK_UN)
