@@ -83,7 +83,8 @@ def run_engines(args: argparse.Namespace, tmp: Path) -> Path:
         wall = time.perf_counter() - t0
         steady = rep.images / max(wall - rep.startup_s, 1e-9)
         print(f"{engine:>6}: {rep.images} images in {wall:.1f} s = {rep.images / wall:.1f} images/s; "
-              f"first answers after {rep.startup_s:.1f} s, then {steady:.1f} images/s "
+              f"first answers after {rep.startup_s:.1f} s, then {steady:.1f} images/s (an upper "
+              f"bound: work done before the first answers counts as start-up) "
               f"({', '.join(rep.providers)}; {rep.failed} unreadable)")
         if engine == "ray":
             import ray
