@@ -6,11 +6,16 @@ started again. Skipped, with the reason, where the ray extra is not installed.""
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
+import time
+from pathlib import Path
 
 import pytest
 
 from core.archive import RayOptions, WorkDir, merge, plan, run, status
+from core.config import Settings
 from core.errors import DependencyMissing
 from core.intake import ingest
 from core.store import integrity_ok, open_db
@@ -77,3 +82,66 @@ def test_ray_engine_without_ray_says_how_to_install_it(archive_db, tmp_path, mon
     monkeypatch.setitem(sys.modules, "ray", None)  # what `import ray` meets without the extra
     with pytest.raises(DependencyMissing, match=r"pip install 'semtriage\[ray\]'"):
         run(tmp_path / "w", engine="ray")
+
+
+def _actor_pids() -> list[int]:
+    """Processes of this session's cluster running an ArchivePredictor actor: Ray names its
+    worker processes after the actor (``ray::MapWorker(MapBatches(ArchivePredictor))``), and
+    ours inherit the fixture's temporary HOME."""
+    home = f"HOME={os.environ['HOME']}".encode()
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes()
+                env = (p / "environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if b"ArchivePredictor" in cmd and home in env:
+                pids.append(int(p.name))
+    return pids
+
+
+def test_ray_worker_killed_mid_run(ray_cluster, archive_db, tmp_path):
+    """The actor process is killed as soon as one shard is written: Ray restarts it and
+    retries, or the run fails and is run again — either way every image ends with exactly one
+    prediction, the same as `semtriage predict`."""
+    db_path, model, files = archive_db(n=4)
+    big_tiffs(files[0].parent, 4)
+    db = open_db(db_path)
+    ingest(db, [files[0].parent])
+    want = reference(db_path, model, tmp_path)
+    work = tmp_path / "work"
+    plan(db, work, model, shard_size=2)
+    killed: list[int] = []
+    at_kill: list[int] = []
+
+    def killer() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not killed:
+            done = len(list((work / "results").glob("shard-*.parquet")))
+            if done:
+                at_kill.append(done)
+                for pid in _actor_pids():
+                    os.kill(pid, signal.SIGKILL)
+                    killed.append(pid)
+            time.sleep(0.02)
+
+    th = threading.Thread(target=killer, daemon=True)
+    th.start()
+    settings = Settings(batch_size=2)
+    try:
+        first = run(work, engine="ray", settings=settings, threads=1)
+        again = None
+    except Exception as e:  # noqa: BLE001 — the run may give up on the killed actor
+        first = e
+        again = run(work, engine="ray", settings=settings, threads=1)
+    th.join()
+    assert killed, "no actor process was found to kill"
+    assert at_kill[-1] < 4, f"the kill landed after all {at_kill[-1]} shards"
+    print(f"killed {killed} after {at_kill[-1]} of 4 shards; "
+          f"{'Ray retried' if again is None else 'run again after: ' + repr(first)[:200]}")
+    assert len(WorkDir(work).done(WorkDir(work).manifest())) == 4, (first, again)
+    assert merge(db, work).predicted == 8
+    db.close()
+    same(stored(db_path, model["id"]), want)
