@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from core.training.bundle import BUNDLE_FORMAT, export_bundle, train_bundle
 from core.training.comparison import ECE_BINS, compare, comparison_text, evaluate
 from core.training.data import (
     INPUT_SIZE,
@@ -142,6 +143,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BUNDLE_FORMAT",
     "CALIBRATION_NOTE",
     "CHOICE_NOTE",
     "CHUNK",
@@ -193,6 +195,7 @@ __all__ = [
     "compare",
     "comparison_text",
     "evaluate",
+    "export_bundle",
     "export_onnx",
     "find_issues",
     "folder_items",
@@ -213,6 +216,7 @@ __all__ = [
     "texture_features",
     "train",
     "train_arrays",
+    "train_bundle",
     "train_folder",
     "train_from_records",
     "train_synthetic",
