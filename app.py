@@ -29,12 +29,16 @@ pages = {
     "Label": [
         st.Page(ui.REVIEW_PAGE, title="Review", icon=":material/rate_review:"),
         st.Page(ui.GRID_PAGE, title="Grid confirm", icon=":material/grid_view:"),
+        st.Page(ui.ADJUDICATE_PAGE, title="Adjudicate", icon=":material/gavel:"),
     ],
     "Data": [
         st.Page(ui.OVERVIEW_PAGE, title="Overview", icon=":material/dashboard:", default=True),
         st.Page(ui.REFERENCE_PAGE, title="Reference set", icon=":material/library_books:"),
+        st.Page(ui.AGREEMENT_PAGE, title="Agreement", icon=":material/handshake:"),
         st.Page(ui.INGEST_PAGE, title="Ingest", icon=":material/upload:"),
         st.Page(ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
+        st.Page(ui.PARTICLES_PAGE, title="Particles", icon=":material/scatter_plot:"),
+        st.Page(ui.FIBRES_PAGE, title="Fibres", icon=":material/line_axis:"),
     ],
     "Set-up": [
         st.Page(ui.MODELS_PAGE, title="Models & thresholds", icon=":material/tune:"),

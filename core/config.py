@@ -110,6 +110,8 @@ SETTINGS: tuple[Setting, ...] = (
             "user", _header),
     Setting("admin_users", [], "who may change thresholds and models and delete; empty = "
             "everyone with `none`, nobody with sign-in", _names, shown="empty"),
+    Setting("adjudicators", [], "who may settle disagreements between reviewers (the "
+            "adjudication queue) besides the administrators", _names, shown="empty"),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -128,6 +130,7 @@ class Settings:
     auth: str = _BY_NAME["auth"].default
     auth_header: str = _BY_NAME["auth_header"].default
     admin_users: list[str] = field(default_factory=lambda: list(_BY_NAME["admin_users"].default))
+    adjudicators: list[str] = field(default_factory=lambda: list(_BY_NAME["adjudicators"].default))
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

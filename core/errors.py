@@ -28,6 +28,11 @@ class ImageReadError(SemTriageError):
         super().__init__(f"Cannot read {self.path!r}: {reason}")
 
 
+class MeasurementError(SemTriageError):
+    """An image cannot be measured (too small, a blank scan, a model that does not fit): the
+    reason in words, naming the image; a batch records it and goes on."""
+
+
 class MetadataError(SemTriageError):
     """SEM metadata is present but malformed (the image itself may still be usable)."""
 

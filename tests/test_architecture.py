@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "ui").rglob("*.py")])
 # modules that import torch: the only core modules another module may import inside a function
 TORCH_MODULES = {"core.training.cnn", "core.training.texture", "core.training.onnx_export",
-                 "core.training.recipes"}
+                 "core.training.recipes", "core.training.particle_net", "core.training.fibre_net"}
 
 
 def module_name(path: Path) -> str:

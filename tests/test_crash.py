@@ -80,6 +80,7 @@ def test_kill_predict_of_a_second_model_repeatedly(tmp_path, tiny_model):
     write_images(folder, 300, size=64, seed=5)
     db_path = tmp_path / "k.db"
     assert cli(db_path, "init", "--model", str(tiny_model("m1"))).returncode == 0
+    assert cli(db_path, "thresholds", "--accept", "0.7", "--force").returncode == 0  # auto labels on
     res = cli(db_path, "ingest", str(folder))
     assert res.returncode == 0, res.stderr
     db = open_db(db_path)

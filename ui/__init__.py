@@ -5,6 +5,7 @@ images, sign-in; and one module of helpers and callbacks per page that needs the
 for the Reference page's Likely mislabelled view). Pages: ``import ui`` for the shared
 helpers, ``from ui import review`` for their own."""
 
+from ui import agreement  # noqa: F401 - registers core.agreement's tables before any page opens the db
 from ui.auth import is_admin, require_admin, reviewer, reviewer_sidebar, sign_in_gate, user
 from ui.cache import (
     active_model,
@@ -23,14 +24,18 @@ from ui.cache import (
     threshold_preview,
 )
 from ui.common import (
+    ADJUDICATE_PAGE,
+    AGREEMENT_PAGE,
     DISPLAY_MAX_PX,
     EXPORT_PAGE,
+    FIBRES_PAGE,
     GRID_PAGE,
     INGEST_PAGE,
     MODELS_PAGE,
     ORDER_HELP,
     ORDER_LABELS,
     OVERVIEW_PAGE,
+    PARTICLES_PAGE,
     QUEUE_HELP,
     QUEUE_LABELS,
     REFERENCE_PAGE,
@@ -47,14 +52,18 @@ from ui.state import K, data_dir, db, db_key, settings
 from ui.zoom import zoom_listener
 
 __all__ = [
+    "ADJUDICATE_PAGE",
+    "AGREEMENT_PAGE",
     "DISPLAY_MAX_PX",
     "EXPORT_PAGE",
+    "FIBRES_PAGE",
     "GRID_PAGE",
     "INGEST_PAGE",
     "MODELS_PAGE",
     "ORDER_HELP",
     "ORDER_LABELS",
     "OVERVIEW_PAGE",
+    "PARTICLES_PAGE",
     "QUEUE_HELP",
     "QUEUE_LABELS",
     "REFERENCE_PAGE",

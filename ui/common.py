@@ -18,24 +18,28 @@ OVERVIEW_PAGE = "pages/data/overview.py"
 REFERENCE_PAGE = "pages/data/reference.py"
 INGEST_PAGE = "pages/data/ingest.py"
 EXPORT_PAGE = "pages/data/export.py"
+FIBRES_PAGE = "pages/data/fibres.py"
 MODELS_PAGE = "pages/setup/models.py"
+ADJUDICATE_PAGE = "pages/label/adjudicate.py"
+AGREEMENT_PAGE = "pages/data/agreement.py"
+PARTICLES_PAGE = "pages/data/particles.py"
 DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
 
 
 QUEUE_LABELS = {
     "uncertain": "Uncertain",
     "mixed": "Mixed",
-    "auto": "Spot-check (auto)",
+    "auto": "Confident",
     "blind": "Blind spot-check",
     "all": "All unreviewed",
 }
 
 
 QUEUE_HELP = ("Uncertain: the model is not confident · Mixed: between two categories or showing "
-              "several · Spot-check: auto-accepted labels, the model's answer shown · Blind "
-              "spot-check: a random sample of the auto-accepted ones with the answer hidden — only "
-              "these (and labels given in the other queues) measure the auto-accept error rate · "
-              "All unreviewed: every queue.")
+              "several · Confident: above the accept threshold (auto-labelled once the model is "
+              "certified), the model's answer shown · Blind spot-check: a random sample of the "
+              "confident ones with the answer hidden — only these (and labels given in the other "
+              "queues) measure how often auto-accepting is wrong · All unreviewed: every queue.")
 
 
 ORDER_LABELS = {  # short: they are buttons (a select box would keep the keyboard focus)

@@ -19,7 +19,7 @@ from core.progress import Progress
 from core.store import open_db
 
 ISSUES_SHOWN = 20
-GROUPING_LABELS = {"auto": "Automatic", "folders": "Folders and near-copies", "near-copies": "Near-copies only"}
+GROUPING_LABELS: dict[str, str] = {"auto": "Automatic", "folders": "Folders and near-copies", "near-copies": "Near-copies only"}
 
 
 def job_key(db_key: str) -> str:
@@ -81,8 +81,8 @@ def issues_view(db: Database, db_key: str) -> None:
                     if run else "Not run yet.")
                  + (f" Last run {training.GROUPING_COST}." if run and run.get("grouping") == "near-copies"
                     else ""))
-    grouping = c[1].selectbox(
-        "Keep together", list(GROUPING_LABELS), format_func=GROUPING_LABELS.get, key="li_grouping",
+    grouping: str = c[1].selectbox(
+        "Keep together", list(GROUPING_LABELS), format_func=lambda g: GROUPING_LABELS[g], key="li_grouping",
         help="Which images share a fold, so that a near-copy cannot vouch for a wrong label. "
              "Automatic: folders and near-copies, or near-copies only when the images are not in "
              f"several folders (e.g. one flat folder). Near-copies only: {training.GROUPING_COST}.")
@@ -90,7 +90,7 @@ def issues_view(db: Database, db_key: str) -> None:
         finder_progress(key)
     elif c[2].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
                      width="stretch", help="Runs in the background; you can keep working."):
-        start_finder(key, grouping)
+        start_finder(key, grouping or "auto")
         st.rerun()
     if (msg := st.session_state.pop("li_msg", None)) is not None:
         st.error(msg, icon=":material/error:")

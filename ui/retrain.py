@@ -10,7 +10,6 @@ starting another; the page polls it from a fragment that reruns every second.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -312,26 +311,20 @@ def _comparison(db: Any, cand: dict[str, Any], admin: bool) -> None:
 
 def _apply(db: Any, model_id: int, recs: dict[str, Recommendation],
            per_class: bool) -> None:
-    """Button callback: store the recommended thresholds and re-route (before the rerun, so the
-    threshold sliders can take the new values)."""
+    """Button callback: certify the recommended thresholds (core.review.certify: recorded,
+    stored, re-routed; auto labels follow) before the rerun, so the sliders take the new
+    values."""
     try:
-        g = review.get_thresholds(db)[review.GLOBAL]
-        per = {cls: replace(g, accept=1.0 if r.threshold is None else float(r.threshold))
-               for cls, r in recs.items()  # no safe threshold of its own: never auto-accept it
-               if cls != review.GLOBAL and per_class and not r.fallback}
-        accept = recs["*"].threshold
-        if accept is None:  # the button is only offered with a recommendation
-            return
-        counts = review.save_thresholds(db, model_id, replace(g, accept=float(accept)),
-                                        per, [c for c in recs if c != review.GLOBAL], by=ui.user())
+        rep = review.certify(db, model_id, target=recs["*"].target, level=recs["*"].level,
+                             per_class=per_class, by=ui.user())
     except SemTriageError as e:
         st.session_state[REC_MSG] = ("error", str(e))
         return
     for k in ("thr_accept", "thr_per_class"):
         st.session_state.pop(k, None)
     ui.clear_after_model()
-    st.session_state[REC_MSG] = ("success", "Applied the recommended thresholds; queues now "
-                                + ", ".join(f"{q} {n:,}" for q, n in counts.items()))
+    st.session_state[REC_MSG] = ("success", "Applied the recommended thresholds. " + rep.certification.summary()
+                                + " Queues now " + ", ".join(f"{q} {n:,}" for q, n in (rep.queues or {}).items()))
 
 
 def recommendation(db: Any, active: dict[str, Any], admin: bool) -> None:
@@ -380,5 +373,5 @@ def recommendation(db: Any, active: dict[str, Any], admin: bool) -> None:
     if admin and g.threshold is not None:
         per = st.toggle("Also per-class thresholds (classes with enough labels of their own)",
                         key="rec_per_class", value=bool(own), disabled=not own)
-        st.button("Apply and re-route", key="rec_apply", icon=":material/done_all:",
+        st.button("Certify, apply and re-route", key="rec_apply", icon=":material/done_all:",
                   on_click=_apply, args=(db, active["id"], recs, per))

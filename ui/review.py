@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import review
+from core import agreement, review
 from core.errors import ClaimConflict, SemTriageError
 from ui.auth import reviewer, user
 from ui.cache import clear_after_label
@@ -34,8 +34,8 @@ def review_decide(iid: int, action: str, label: str | None = None,
     back_mode = ss.get(K.review_back) is not None
     blind = ss.get(K.review_queue) == review.BLIND_QUEUE and not back_mode
     try:
-        ev = review.decide(db(), iid, action, reviewer=reviewer(), label=label, classes=classes,
-                           blind=blind)
+        ev = agreement.decide(db(), iid, action, reviewer=reviewer(), label=label, classes=classes,
+                              blind=blind)  # an answer to a gold probe is kept apart
     except ClaimConflict as e:  # someone took it meanwhile (possible for an undone image)
         ss.pop(K.review_pin, None)
         ss[K.review_msg] = ("error", str(e))
@@ -113,7 +113,7 @@ def review_undo() -> None:
     """Undo the reviewer's last decision and put that image back on screen."""
     ss = st.session_state
     try:
-        ev = review.undo_last(db(), reviewer())
+        ev = agreement.undo_last(db(), reviewer())
     except SemTriageError as e:
         ss[K.review_msg] = ("error", str(e))
         return

@@ -3,8 +3,22 @@ one module per group of commands (:mod:`core.cli.root` adds them).
 """
 
 from core.cli.archive import archive_merge, archive_run, archive_status, predict_archive
+from core.cli.agreement import (
+    agreement_adjudicate,
+    agreement_disputes,
+    agreement_gold,
+    agreement_group,
+    agreement_overlap,
+)
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
+from core.cli.fibres import (
+    fibres_compare,
+    fibres_export,
+    fibres_group,
+    fibres_measure,
+    fibres_train,
+)
 from core.cli.label_issues import issues, issues_find, issues_list
 from core.cli.models import (
     model,
@@ -15,6 +29,22 @@ from core.cli.models import (
     model_list,
     model_promote,
 )
+from core.cli.particles import (
+    particles,
+    particles_detect,
+    particles_detector,
+    particles_detector_add,
+    particles_detector_compare,
+    particles_detector_list,
+    particles_detector_promote,
+    particles_export,
+    particles_import_masks,
+    particles_pixel_size,
+    particles_queue,
+    particles_stats,
+    particles_train,
+    particles_verify,
+)
 from core.cli.reviewing import label, queue, thresholds
 from core.cli.root import cli, main
 from core.cli.training import card, card_summary, synth, train
@@ -24,6 +54,11 @@ __all__ = [
     "archive_merge",
     "archive_run",
     "archive_status",
+    "agreement_adjudicate",
+    "agreement_disputes",
+    "agreement_gold",
+    "agreement_group",
+    "agreement_overlap",
     "backup",
     "card",
     "card_summary",
@@ -32,6 +67,11 @@ __all__ = [
     "demo",
     "emit",
     "export",
+    "fibres_compare",
+    "fibres_export",
+    "fibres_group",
+    "fibres_measure",
+    "fibres_train",
     "friendly",
     "ingest",
     "init",
@@ -49,6 +89,20 @@ __all__ = [
     "model_list",
     "model_promote",
     "open_db",
+    "particles",
+    "particles_detect",
+    "particles_detector",
+    "particles_detector_add",
+    "particles_detector_compare",
+    "particles_detector_list",
+    "particles_detector_promote",
+    "particles_export",
+    "particles_import_masks",
+    "particles_pixel_size",
+    "particles_queue",
+    "particles_stats",
+    "particles_train",
+    "particles_verify",
     "predict",
     "predict_archive",
     "queue",

@@ -152,13 +152,21 @@ def export(db_path: Path, out: Path, fmt: str, include_auto: bool, include_speci
 @json_option
 @friendly
 def stats(db_path: Path, as_json: bool) -> None:
-    """Counts: images, predictions, queue sizes, labels by source and class."""
+    """Counts: images, predictions, queue sizes, labels by source and class — and whether the
+    active model may auto-accept (provisional / certified / forced) and what it holds back."""
     db = open_db(db_path)
     data = review.overview(db)
+    cert = None
+    if models.active_model(db) is not None:
+        cert = review.certification(db)
+        data["certification"] = cert.to_json()
+        data["held_back"] = review.guard_counts(db)
 
     def text() -> str:
-        lines = []
+        lines = [cert.summary(), ""] if cert is not None else []
         for k, v in data.items():
+            if k == "certification":
+                continue
             if isinstance(v, dict):
                 lines.append(f"{k}:")
                 lines += [f"  {kk}: {vv}" for kk, vv in v.items()]

@@ -11,9 +11,12 @@ from __future__ import annotations
 import click
 
 from core.cli.archive import predict_archive
+from core.cli.agreement import agreement_group
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
+from core.cli.fibres import fibres_group
 from core.cli.label_issues import issues
 from core.cli.models import model
+from core.cli.particles import particles
 from core.cli.reviewing import label, queue, thresholds
 from core.cli.training import card, synth, train
 from core.config import Settings
@@ -36,8 +39,10 @@ def cli() -> None:
 
 
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
-                backup, issues, synth, train, card, predict_archive):
+                backup, issues, synth, train, card, particles, fibres_group,
+                predict_archive):
     cli.add_command(command)
+cli.add_command(agreement_group, name="agreement")
 
 
 def main() -> None:

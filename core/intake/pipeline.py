@@ -48,15 +48,23 @@ class IngestReport:
     # where this run's new images went: images per queue (auto = labelled by the model, reaching
     # a person only through the spot-checks)
     routed: dict[str, int] = field(default_factory=dict)
+    # of the confident (auto queue) ones, how many the model was allowed to label: none while it
+    # is provisional (core.review.certification); the rest wait as confident (unverified)
+    auto_labelled: int = 0
 
     def routing_summary(self) -> str:
         """'25 auto-labelled by the model (…), 10 to the uncertain queue, 7 to the mixed queue'."""
         if not self.routed:
             return ""
         parts = []
-        if n := self.routed.get("auto", 0):
-            parts.append(f"{n} auto-labelled by the model (they reach a person only through the "
-                         "spot-check queues)")
+        n = self.routed.get("auto", 0)
+        if labelled := min(n, self.auto_labelled):
+            parts.append(f"{labelled} auto-labelled by the model (they reach a person only through "
+                         "the spot-check queues)")
+        if n - labelled:
+            parts.append(f"{n - labelled} confident but unverified (not labelled: the model's "
+                         "auto-accept is not certified on this lab's images; confirm them on Grid "
+                         "confirm)")
         parts += [f"{self.routed[q]} to the {q} queue" for q in ("uncertain", "mixed") if self.routed.get(q)]
         return "; ".join(parts)
 
@@ -174,9 +182,16 @@ def ingest(
     def flush() -> None:
         nonlocal batch, dups, failed, labels
         t0 = time.perf_counter()
-        probs = None
+        probs = ood = None
+        unfamiliar: list[str | None] = []
         if classifier is not None and batch:
-            probs = classifier.run(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            probs, ood = classifier.assess(np.stack([b.x for b in batch]))  # type: ignore[misc]
+            unfamiliar = [
+                classifier.unfamiliar_reason(None if ood is None else float(ood[k]),
+                                             pixel_size_m=b.img.pixel_size_m if b.img else None,
+                                             instrument=b.img.instrument if b.img else None)
+                for k, b in enumerate(batch)
+            ]
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
         with write_tx(db, "storing ingested images", bulk=True):
@@ -211,7 +226,8 @@ def ingest(
             )
             db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in file_rows])
             if probs is not None and classifier is not None and model_id is not None:
-                store_predictions(db, model_id, classifier.class_names, ids, probs)
+                store_predictions(db, model_id, classifier.class_names, ids, probs, ood=ood,
+                                  unfamiliar=unfamiliar)
                 rep.predicted += len(ids)
                 marks = ",".join("?" * len(ids))
                 for q, n in db.execute(
@@ -256,7 +272,7 @@ def ingest(
     flush()
     if classifier is not None and model_id is not None:
         t0 = time.perf_counter()
-        sync_auto_labels(db, model_id)
+        rep.auto_labelled = sync_auto_labels(db, model_id)["added"]
         _timer(timings, "database", t0)
     timings["total"] = time.perf_counter() - t_start
     return rep

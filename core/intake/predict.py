@@ -56,6 +56,8 @@ class FilePrediction:
     path: str
     probs: np.ndarray | None = None
     error: str | None = None
+    ood: float | None = None  # unfamiliarity (≥ 1: unlike the model's training images)
+    unfamiliar: str | None = None  # why the image counts as unfamiliar, or None
     sha256: str | None = None  # of the bytes read, with ``hash_files``
 
 
@@ -78,7 +80,8 @@ def predict_files(
     holding the hash stored at ingest can tell a file that changed since (an archive merge)."""
     times = timings if timings is not None else {}
 
-    def load(path: str | Path) -> tuple[np.ndarray, dict[str, float], str | None]:
+    def load(path: str | Path) -> tuple[np.ndarray, tuple[float | None, str | None],
+                                        dict[str, float], str | None]:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         img = read_image(path, max_pixels=max_pixels)  # first: its reasons are the clear ones
@@ -89,23 +92,27 @@ def predict_files(
             t0 = _timer(t, "hash", t0)
         x = classifier.prepare(img.scan)
         _timer(t, "preprocess", t0)
-        return x, t, sha
+        return x, (img.pixel_size_m, img.instrument), t, sha
 
     pending: list[FilePrediction] = []
     xs: list[np.ndarray] = []
+    ctx: list[tuple[float | None, str | None]] = []
     n_failed = 0
 
     def answers() -> list[FilePrediction]:
-        nonlocal pending, xs, n_failed
+        nonlocal pending, xs, ctx, n_failed
         if xs:
             t0 = time.perf_counter()
-            probs = classifier.run(np.stack(xs))
+            probs, ood = classifier.assess(np.stack(xs))
             _timer(times, "inference", t0)
-            ok = iter(probs)
+            ok = iter(zip(probs, ood if ood is not None else [None] * len(probs), ctx))
             for item in pending:
                 if item.error is None:
-                    item.probs = next(ok)
-        out, pending, xs, n_failed = pending, [], [], 0
+                    item.probs, score, (px, inst) = next(ok)
+                    item.ood = None if score is None else float(score)
+                    item.unfamiliar = classifier.unfamiliar_reason(item.ood, pixel_size_m=px,
+                                                                   instrument=inst)
+        out, pending, xs, ctx, n_failed = pending, [], [], [], 0
         return out
 
     for path, res in pipelined(paths, load, workers, depth=max(4, batch_size * 2)):
@@ -113,11 +120,12 @@ def predict_files(
             pending.append(FilePrediction(str(path), error=_reason(res)))
             n_failed += 1
         else:
-            x, t, sha = res
+            x, c, t, sha = res
             for k, v in t.items():
                 times[k] = times.get(k, 0.0) + v
             pending.append(FilePrediction(str(path), sha256=sha))
             xs.append(x)
+            ctx.append(c)
         if len(xs) >= batch_size or n_failed >= 256:
             yield from answers()
     yield from answers()
@@ -128,13 +136,15 @@ def predict_files(
 
 def _prediction_rows(
     db: Database, names: Sequence[str], model_id: int, items: Sequence[tuple[int, str]],
-    probs: np.ndarray,
+    probs: np.ndarray, ood: Sequence[float | None] | np.ndarray | None, unfamiliar: Sequence[str | None] | None,
 ) -> list[tuple[Any, ...]]:
     ts = get_thresholds(db)
     ent = entropy(probs)
     stamp = now_iso()
     rows = []
-    for (image_id, sha), p, h in zip(items, probs, ent):
+    none: list[None] = [None] * len(items)
+    for (image_id, sha), p, h, score, why in zip(items, probs, ent, ood if ood is not None else none,
+                                                 unfamiliar if unfamiliar is not None else none):
         order = np.argsort(-p, kind="stable")
         i1 = int(order[0])
         i2 = int(order[1]) if len(order) > 1 else None
@@ -142,21 +152,24 @@ def _prediction_rows(
         p2 = float(p[i2]) if i2 is not None else 0.0
         c1 = names[i1]
         c2 = names[i2] if i2 is not None else None
-        queue, reason = decide_queue(c1, p1, c2, p2, for_class(ts, c1))
+        queue, reason = decide_queue(c1, p1, c2, p2, for_class(ts, c1), why)
         rows.append((
             image_id, model_id, c1, p1, c2, p2, p1 - p2, float(h),
             json.dumps([round(float(v), 6) for v in p]), queue, reason, random_key(sha), stamp,
+            None if score is None else round(float(score), 4), why,
         ))
     return rows
 
 
 _INSERT_PRED = (
     "INSERT INTO predictions(image_id, model_id, pred, p1, second, p2, margin, entropy, probs, "
-    "queue, reason, rnd, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "queue, reason, rnd, created_at, ood, unfamiliar) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT(image_id, model_id) DO UPDATE SET pred = excluded.pred, p1 = excluded.p1, "
     "second = excluded.second, p2 = excluded.p2, margin = excluded.margin, "
     "entropy = excluded.entropy, probs = excluded.probs, queue = excluded.queue, "
-    "reason = excluded.reason, created_at = excluded.created_at"
+    "reason = excluded.reason, created_at = excluded.created_at, ood = excluded.ood, "
+    "unfamiliar = excluded.unfamiliar"
 )
 
 
@@ -174,13 +187,19 @@ def store_predictions(
     class_names: Sequence[str],
     items: Sequence[tuple[int, str]],
     probs: np.ndarray,
+    *,
+    ood: Sequence[float | None] | np.ndarray | None = None,
+    unfamiliar: Sequence[str | None] | None = None,
 ) -> None:
     """Store ``model_id``'s probabilities ``probs`` (N, K, in ``class_names`` order) for the
-    images ``items`` = [(image id, sha256), ...]: top-2, margin, entropy, and the queue and
-    reason under the stored thresholds, replacing an earlier prediction of that model; an
-    image a person already labelled is marked done. One transaction (or the caller's)."""
+    images ``items`` = [(image id, sha256), ...]: top-2, margin, entropy, the unfamiliarity
+    score ``ood`` and its reason ``unfamiliar`` (an unfamiliar image is routed to *uncertain*),
+    and the queue and reason under the stored thresholds, replacing an earlier prediction of
+    that model; an image a person already labelled is marked done. One transaction (or the
+    caller's)."""
     with write_tx(db, "storing predictions"):
-        db.conn.executemany(_INSERT_PRED, _prediction_rows(db, class_names, model_id, items, probs))
+        db.conn.executemany(_INSERT_PRED, _prediction_rows(db, class_names, model_id, items, probs,
+                                                           ood, unfamiliar))
         _mark_done(db, [i for i, _ in items])
 
 
@@ -272,19 +291,22 @@ def predict_pending(
 
     batch: list[tuple[int, str]] = []
     probs: list[np.ndarray] = []
+    ood: list[float | None] = []
+    unfamiliar: list[str | None] = []
     failed: list[tuple[str, str]] = []
 
     def flush() -> None:
-        nonlocal batch, probs, failed
+        nonlocal batch, probs, ood, unfamiliar, failed
         t0 = time.perf_counter()
         with write_tx(db, "storing predictions", bulk=True):
             if batch:
-                store_predictions(db, model_id, classifier.class_names, batch, np.stack(probs))
+                store_predictions(db, model_id, classifier.class_names, batch, np.stack(probs),
+                                  ood=ood, unfamiliar=unfamiliar)
             record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.predicted += len(batch)
         rep.failed += failed
-        batch, probs, failed = [], [], []
+        batch, probs, ood, unfamiliar, failed = [], [], [], [], []
 
     # rows() pages by id from a snapshot of what is missing, so the predictions flush() writes
     # do not disturb it; predict_files answers in input order, one answer per path
@@ -297,6 +319,8 @@ def predict_pending(
         else:
             batch.append((row[0], row[2]))
             probs.append(res.probs)
+            ood.append(res.ood)
+            unfamiliar.append(res.unfamiliar)
         if len(batch) >= settings.batch_size or len(failed) >= 256:
             flush()
         if done % 8 == 0 or done == total:

@@ -19,6 +19,7 @@ import numpy as np
 from core.errors import ModelError
 from core.images.preprocess import prepare
 from core.models.calibration import softmax
+from core.models.familiarity import FamiliarityCheck, load_familiarity
 from core.models.session import OnnxSession
 
 METADATA_KEYS = {
@@ -71,6 +72,10 @@ class Classifier(OnnxSession):
     ):
         super().__init__(path, providers=providers, metadata=metadata, threads=threads)
         self.info = self._validate(self.metadata)
+        # the unfamiliarity check from the card (None for a model without statistics; the
+        # note says why); a broken familiarity block fails the load like bad metadata
+        self.familiarity: FamiliarityCheck | None
+        self.familiarity, self.familiarity_note = load_familiarity(self.path, self.info.to_json())
 
     # ------------------------------------------------------------ validation
 
@@ -213,9 +218,7 @@ class Classifier(OnnxSession):
         i = self.info
         return prepare(scan, i.input_size, i.channels, i.mean, i.std)
 
-    def calibrate(self, raw: np.ndarray) -> np.ndarray:
-        """Raw model outputs → temperature-scaled probabilities (rows sum to 1)."""
-        raw = np.asarray(raw, dtype=np.float64)
+    def _output_kind(self, raw: np.ndarray) -> str:
         kind = self.info.output
         if kind == "auto":
             sums = raw.sum(axis=1)
@@ -224,20 +227,46 @@ class Classifier(OnnxSession):
                 if (raw >= -1e-6).all() and np.allclose(sums, 1.0, atol=1e-3)
                 else "logits"
             )
+        return kind
+
+    def calibrate(self, raw: np.ndarray) -> np.ndarray:
+        """Raw model outputs → temperature-scaled probabilities (rows sum to 1)."""
+        raw = np.asarray(raw, dtype=np.float64)
+        kind = self._output_kind(raw)
         z = np.log(np.clip(raw, 1e-12, 1.0)) if kind == "probabilities" else raw
         return softmax(z, self.info.temperature).astype(np.float32)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities."""
+        return self.assess(batch, familiarity=False)[0]
+
+    def assess(self, batch: np.ndarray, *, familiarity: bool = True
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+        """(N, C, H, W) prepared inputs → (N, K) calibrated probabilities and (N,)
+        unfamiliarity scores (≥ 1: unlike the training images; None when the model has no
+        familiarity statistics, :attr:`familiarity_note` says why)."""
         if batch.ndim != 4:
             raise ModelError(f"Expected a 4-D batch, got shape {batch.shape}")
         if len(batch) == 0:
-            return np.zeros((0, len(self.class_names)), dtype=np.float32)
-        probs = self.calibrate(self.run_batches(batch, input_name=self.info.input_name))
+            return np.zeros((0, len(self.class_names)), dtype=np.float32), None
+        raw = self.run_batches(batch, input_name=self.info.input_name)
+        probs = self.calibrate(raw)
         blank = self.blank_rows(batch)
         if blank.any():
             probs[blank] = 1.0 / probs.shape[1]
-        return probs
+        scores = None
+        if familiarity and self.familiarity is not None:
+            logits = raw if self._output_kind(raw) == "logits" else None
+            scores = self.familiarity.scores(batch, logits)
+        return probs, scores
+
+    def unfamiliar_reason(self, score: float | None, *, pixel_size_m: float | None = None,
+                          instrument: str | None = None) -> str | None:
+        """Why one image counts as unfamiliar to this model, or None (see
+        :meth:`core.models.Familiarity.reason`)."""
+        if self.familiarity is None:
+            return None
+        return self.familiarity.reason(score, pixel_size_m=pixel_size_m, instrument=instrument)
 
     def blank_rows(self, batch: np.ndarray) -> np.ndarray:
         """Which prepared inputs carry no image: less than one grey level (1/255 of the

@@ -14,7 +14,7 @@ import numpy as np
 from sqlite_utils import Database
 
 from core.errors import NotFound
-from core.review.labels import INDEPENDENT_SQL
+from core.review.routing import INDEPENDENT_SQL
 
 
 @dataclass

@@ -24,16 +24,13 @@ from sqlite_utils import Database
 
 from core.errors import ClaimConflict, InvalidValue, NotFound, StoreError
 from core.models import active_model
+from core.review.certification import auto_label_rule
 from core.store import now_iso, write_tx
 
 SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
 
 
-# Labels that are evidence of the model's error rate: human or imported, and not a confirmation
-# of an auto-accepted label made while seeing it (one-key "yes" to the model flatters it).
-# ``c`` is the current_labels (or label_events) alias.
-INDEPENDENT_SQL = "(c.source IN ('human', 'import') AND c.context IS NOT 'auto')"
 
 _LABEL_RE = re.compile(r"^\w[\w .+\-/()]{0,63}$")
 
@@ -261,14 +258,17 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
 
 def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[str, int]:
     """Bring auto-accepted labels in line with ``model_id``'s current routing: unlabelled
-    images in the ``auto`` queue get an auto label; auto labels whose image left the ``auto``
-    queue (or whose class changed) are revoked. Human and imported labels are never touched.
-    Walks the images by id, ``chunk`` at a time, one short bulk transaction each (people's
-    label writes go first between them; see :func:`core.store.write_tx`)."""
+    images in the ``auto`` queue get an auto label where the model's certification allows it
+    (core/review/certification.py: none while it is provisional); auto labels whose image left
+    the ``auto`` queue (or whose class changed, or that certification no longer allows) are
+    revoked. Human and imported labels are never touched. Walks the images by id, ``chunk``
+    at a time, one short bulk transaction each (people's label writes go first between them;
+    see :func:`core.store.write_tx`)."""
     version = db.execute("SELECT version FROM models WHERE id = ?", [model_id]).fetchone()
     if version is None:
         raise NotFound(f"No model with id {model_id!r}")
     stamp = now_iso()
+    allowed, allowed_params = auto_label_rule(db, model_id)
     added = revoked = 0
     lo, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
     while top is not None and lo < top:
@@ -276,14 +276,14 @@ def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[st
         with write_tx(db, "updating auto-accepted labels", bulk=True):
             # 1. revoke auto labels that no longer hold
             stale = db.execute(
-                """
+                f"""
                 SELECT c.image_id, c.event_id FROM current_labels c
                 LEFT JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ?
                 WHERE c.image_id > ? AND c.image_id <= ? AND c.source = 'auto'
                   AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label
-                       OR c.model_version != ?)
+                       OR c.model_version != ? OR NOT ({allowed}))
                 """,
-                [model_id, lo, hi, version[0]],
+                [model_id, lo, hi, version[0], *allowed_params],
             ).fetchall()
             db.conn.executemany(
                 "INSERT INTO label_events(image_id, label, action, source, reviewer, model_id, "
@@ -297,16 +297,17 @@ def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[st
             # image id, not the queue indexes)
             before = db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
             db.execute(
-                """
+                f"""
                 INSERT INTO label_events(image_id, label, action, source, reviewer, model_id,
                                          model_version, prob, created_at)
                 SELECT p.image_id, p.pred, 'auto', 'auto', 'auto', p.model_id, ?, p.p1, ?
                 FROM predictions p
                 WHERE p.image_id > ? AND p.image_id <= ? AND +p.model_id = ? AND +p.queue = 'auto'
+                  AND ({allowed})
                   AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id)
                 ORDER BY p.image_id
                 """,
-                [version[0], stamp, lo, hi, model_id],
+                [version[0], stamp, lo, hi, model_id, *allowed_params],
             )
             added += db.execute(
                 """

@@ -234,6 +234,7 @@ def review_item(db: Database, image_id: int, model_id: int | None = None) -> dic
                    i.raw_dtype, i.pages, i.instrument, i.pixel_size_m, i.pixel_size_source,
                    i.databar_px, i.metadata, i.warnings,
                    p.pred, p.p1, p.second, p.p2, p.margin, p.entropy, p.probs, p.queue, p.reason,
+                   p.ood, p.unfamiliar,
                    m.class_names, m.version AS model_version,
                    c.label AS current_label, c.source AS current_source
             FROM images i
@@ -252,7 +253,11 @@ def review_item(db: Database, image_id: int, model_id: int | None = None) -> dic
     r["warnings"] = json.loads(r["warnings"] or "[]")
     names = json.loads(r.pop("class_names") or "[]")
     if r["pred"] is not None:
-        r["reason"] = current_reason(get_thresholds(db), r["pred"], r["p1"], r["second"], r["p2"])
+        r["reason"] = current_reason(get_thresholds(db), r["pred"], r["p1"], r["second"], r["p2"],
+                                     r["unfamiliar"])
+        if r["queue"] == "auto" and r["current_source"] is None:  # no auto label was written
+            r["reason"] += (" — confident, unverified: auto-accept is not certified for this "
+                            "model on this lab's labels")
     probs = json.loads(r["probs"]) if r["probs"] else []
     r["probs"] = dict(sorted(zip(names, probs), key=lambda kv: -kv[1]))
     return r
@@ -281,9 +286,9 @@ def reroute(
         # key by image id ("+model_id": not the queue indexes); only those are written — a
         # threshold change that moves 2 % of a million images writes 20,000 rows
         moved = [
-            (*decide_queue(c1, p1, c2, p2, for_class(ts, c1)), image_id, model_id)
-            for image_id, c1, p1, c2, p2 in db.execute(
-                "SELECT p.image_id, p.pred, p.p1, p.second, p.p2 FROM predictions p "
+            (*decide_queue(c1, p1, c2, p2, for_class(ts, c1), unf), image_id, model_id)
+            for image_id, c1, p1, c2, p2, unf in db.execute(
+                "SELECT p.image_id, p.pred, p.p1, p.second, p.p2, p.unfamiliar FROM predictions p "
                 "WHERE p.image_id > ? AND p.image_id <= ? AND +p.model_id = ? "
                 f"AND p.queue != {expr}",
                 [lo, hi, model_id, *params],

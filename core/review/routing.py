@@ -3,7 +3,10 @@
 From the sorted probabilities p1 ≥ p2 of the top two classes (margin m = p1 − p2):
 
 0. ``uncertain`` when the top two tie exactly (p1 = p2): no signal — a blank scan, which the
-                 classifier answers with a uniform distribution;
+                 classifier answers with a uniform distribution; and ``uncertain`` when the
+                 image is *unfamiliar* to the model (``unfamiliar``: the reason in words, from
+                 core.models.familiarity — unlike its training images, or a pixel size or
+                 instrument outside what it was trained on): its probabilities mean nothing;
 1. ``mixed``     when two classes are strong candidates: p2 ≥ ``cooccur`` (both present), or
                  m < ``mixed_margin`` while p1 + p2 ≥ ``mixed_mass`` (a boundary case between
                  two classes rather than a generally unsure model);
@@ -34,6 +37,10 @@ QUEUES = ("uncertain", "mixed", "auto")
 # queue, shown with the model's answer hidden; its decisions (context 'blind') are the
 # independent measure of how often auto-accepting is wrong.
 BLIND_QUEUE = "blind"
+# Labels that are evidence of the model's error rate: human or imported, and not a confirmation
+# of an auto-accepted label made while seeing it (one-key "yes" to the model flatters it).
+# ``c`` is the current_labels (or label_events) alias.
+INDEPENDENT_SQL = "(c.source IN ('human', 'import') AND c.context IS NOT 'auto')"
 GLOBAL = "*"
 
 
@@ -74,10 +81,13 @@ def top2(probs: np.ndarray) -> tuple[int, float, int, float]:
 NO_SIGNAL = 1e-7
 
 
-def decide_queue(c1: str, p1: float, c2: str | None, p2: float, t: Thresholds) -> tuple[str, str]:
+def decide_queue(c1: str, p1: float, c2: str | None, p2: float, t: Thresholds,
+                 unfamiliar: str | None = None) -> tuple[str, str]:
     m = p1 - p2
     if c2 is not None and m < NO_SIGNAL:
         return "uncertain", "no signal: blank or flat image, the model cannot tell"
+    if unfamiliar:
+        return "uncertain", f"{unfamiliar} — p = {p1:.2f} {c1} is not to be trusted"
     if c2 is not None and m < t.mixed_margin and p1 + p2 >= t.mixed_mass:
         return "mixed", f"margin {m:.2f} between {c1} and {c2}"
     if c2 is not None and p2 >= t.cooccur:
@@ -87,15 +97,17 @@ def decide_queue(c1: str, p1: float, c2: str | None, p2: float, t: Thresholds) -
     return "uncertain", f"p = {p1:.2f} < {t.accept:.2f}"
 
 
-def current_reason(ts: ThresholdSet, pred: str, p1: float, second: str | None, p2: float) -> str:
+def current_reason(ts: ThresholdSet, pred: str, p1: float, second: str | None, p2: float,
+                   unfamiliar: str | None = None) -> str:
     """Why a stored prediction is in its queue, in words, under the thresholds ``ts``."""
-    return decide_queue(pred, p1, second, p2, for_class(ts, pred))[1]
+    return decide_queue(pred, p1, second, p2, for_class(ts, pred), unfamiliar)[1]
 
 
 def route(
     probs: Sequence[float] | np.ndarray,
     class_names: Sequence[str],
     thresholds: ThresholdSet | Thresholds | None = None,
+    unfamiliar: str | None = None,
 ) -> tuple[str, str]:
     """(queue, reason in words) for one probability vector."""
     if isinstance(thresholds, Thresholds):
@@ -105,7 +117,7 @@ def route(
     i1, p1, i2, p2 = top2(np.asarray(probs))
     c1 = class_names[i1]
     c2 = class_names[i2] if i2 >= 0 else None
-    return decide_queue(c1, p1, c2, p2, for_class(ts, c1))
+    return decide_queue(c1, p1, c2, p2, for_class(ts, c1), unfamiliar)
 
 
 # ---------------------------------------------------------------- stored thresholds
@@ -170,6 +182,7 @@ def queue_sql(ts: ThresholdSet, alias: str = "p") -> tuple[str, list[float | str
     sql = (
         f"CASE WHEN {alias}.second IS NOT NULL AND {alias}.p1 - {alias}.p2 < {NO_SIGNAL!r} "
         "THEN 'uncertain' "
+        f"WHEN {alias}.unfamiliar IS NOT NULL THEN 'uncertain' "
         f"WHEN {alias}.second IS NOT NULL AND {alias}.p2 >= {co} THEN 'mixed' "
         f"WHEN {alias}.second IS NOT NULL AND {alias}.p1 - {alias}.p2 < {mm} "
         f"AND {alias}.p1 + {alias}.p2 >= {ms} THEN 'mixed' "

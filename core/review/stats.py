@@ -19,8 +19,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.models import active_model, wilson
-from core.review.labels import INDEPENDENT_SQL
-from core.review.routing import BLIND_QUEUE, QUEUES, ThresholdSet, queue_sql
+from core.review.routing import BLIND_QUEUE, INDEPENDENT_SQL, QUEUES, ThresholdSet, queue_sql
 
 DECISION_ACTIONS = ("accept", "relabel", "several", "unusable")
 

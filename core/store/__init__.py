@@ -13,6 +13,7 @@ from core.store.schema import (
     m004_model_images,
     m005_label_issues,
     m006_counts,
+    m007_label_classes_context,
 )
 from core.store.settings import get_setting, set_setting
 
@@ -30,6 +31,7 @@ __all__ = [
     "m004_model_images",
     "m005_label_issues",
     "m006_counts",
+    "m007_label_classes_context",
     "migrate",
     "migration_set",
     "migration_sets",

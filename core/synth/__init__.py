@@ -12,18 +12,35 @@ from core.synth.dataset import (
 )
 from core.synth.micrograph import CLASSES, MIX_PAIRS, SYNTH_VERSION, generate, mix_pairs
 from core.synth.painters import OBJECTS, SURFACES
+from core.synth.particles import (
+    GOLD_SIZES_NM,
+    LOOKS,
+    PARTICLE_SYNTH_VERSION,
+    SHAPES,
+    particle_micrograph,
+    write_particle_dataset,
+)
+from core.synth.wires import WIRE_KINDS, generate_wires
 
 __all__ = [
     "CLASSES",
+    "GOLD_SIZES_NM",
+    "LOOKS",
     "MIX_PAIRS",
     "OBJECTS",
+    "PARTICLE_SYNTH_VERSION",
+    "SHAPES",
     "SURFACES",
     "SYNTH_VERSION",
+    "WIRE_KINDS",
     "contact_sheet",
     "generate",
+    "generate_wires",
     "mix_pairs",
+    "particle_micrograph",
     "plan_dataset",
     "read_ground_truth",
     "save_image",
     "write_dataset",
+    "write_particle_dataset",
 ]

@@ -68,6 +68,7 @@ from core.config import Settings
 from core.errors import Cancelled, TrainingError
 from core.intake import store_predictions
 from core.models import (
+    FAMILIARITY_MIN_IMAGES,
     Classifier,
     active_model,
     card_path,
@@ -293,7 +294,10 @@ def retrain(db: Database, opts: RetrainOptions, out_dir: str | Path, *,
     """Train a candidate on the labels, hold out whole groups, calibrate on them, compare with
     the active model, write ``out_dir/<version>.onnx`` (+ card) and register it inactive, with
     its train / held-out images in ``model_images``. See the module docstring."""
-    from core.training.onnx_export import export_onnx  # torch: imported when training
+    from core.training.onnx_export import (  # torch: imported when training
+        export_onnx,
+        fit_model_familiarity,
+    )
 
     require_admin(by, "train a model")
     opts.validate()
@@ -413,6 +417,9 @@ def retrain(db: Database, opts: RetrainOptions, out_dir: str | Path, *,
                         "of_the_active_model_not_learnt": not_learnt},
             "trained_at": now_iso(), "seconds": round(time.perf_counter() - t0, 1),
         }
+        card["familiarity"] = _familiarity(db, fit_model_familiarity, x_all[:n_tr], xho,
+                                           cand.run_batches(xho.astype(np.float32)),
+                                           [split.image_ids[i] for i in tr_idx])
         write_card(onnx_tmp, card)
         _check_cancel(cancel)
         final = out_dir / f"{version}.onnx"
@@ -440,6 +447,26 @@ def retrain(db: Database, opts: RetrainOptions, out_dir: str | Path, *,
         shutil.rmtree(tmp, ignore_errors=True)
     prog(1.0, f"registered {version}: held-out accuracy {m['accuracy']:.1%} on unseen groups")
     return RetrainResult(get_model(db, row["id"]), card, comparison)
+
+
+def _familiarity(db: Database, fit: Any, x_train: np.ndarray, x_holdout: np.ndarray,
+                 holdout_logits: np.ndarray, train_ids: Sequence[int]) -> dict[str, Any] | None:
+    """The candidate's familiarity statistics (core.models.familiarity) from its labelled
+    training images (synthetic extras left out), limits on the held-out groups, with the pixel
+    sizes and instruments of the training images; None with too few images."""
+    if len(x_train) < FAMILIARITY_MIN_IMAGES or x_train.shape[1:] != (1, *INPUT_SIZE):
+        return None
+    meta = {int(i): (px, inst) for i, px, inst in db.execute(
+        f"SELECT id, pixel_size_m, instrument FROM images WHERE id IN "
+        f"({', '.join('?' for _ in train_ids)})", list(train_ids)).fetchall()}
+    block: dict[str, Any] = fit(
+        x_train, x_holdout=x_holdout if len(x_holdout) >= 10 else None,
+        holdout_logits=holdout_logits if len(x_holdout) >= 10 else None,
+        pixel_sizes=[meta.get(int(i), (None, None))[0] for i in train_ids],
+        instruments=[meta.get(int(i), (None, None))[1] for i in train_ids],
+        fitted_on=f"{len(x_train)} labelled training images; limits on {len(x_holdout)} "
+                  "held-out images of unseen groups")
+    return block
 
 
 def _store_predictions(db: Database, clf: Any, model_id: int, image_ids: Sequence[int],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -14,7 +15,16 @@ import onnxruntime as ort
 import torch
 
 from core.errors import ModelError
-from core.models import write_card
+from core.files import sha256_file
+from core.models import (
+    EXTRACTOR_INPUT,
+    FEATURES,
+    extractor_path,
+    feature_extractor,
+    fit_familiarity,
+    set_energy_limit,
+    write_card,
+)
 from core.training.cnn import TrainResult
 
 
@@ -109,3 +119,76 @@ def export_onnx(result: TrainResult, out_path: str | Path, *, version: str,
     card["model_file"] = out.name
     write_card(out, card)
     return out
+
+
+# ---------------------------------------------------------------- familiarity
+
+
+class _Features(torch.nn.Module):
+    """The fixed texture features of :class:`core.training.TextureNet` as a model of its own."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from core.training.texture import TextureNet  # torch module, loaded with this one
+
+        h, w = EXTRACTOR_INPUT["input_size"]
+        self.net = TextureNet(2, (int(h), int(w)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.features(x)
+
+
+def export_features(out_path: str | Path | None = None, opset: int = 17) -> Path:
+    """Write the texture-feature extractor (``data/models/texture-features.onnx`` by default):
+    prepared inputs (N, 1, 128, 128) → (N, 136) features, checked against torch. Nothing in it
+    is learnt, so rebuilding it gives the same numbers (its SHA-256 may differ with the torch
+    version: cards record the one their statistics were fitted with)."""
+    out = Path(out_path or extractor_path())
+    model = _Features().eval()
+    h, w = (int(v) for v in EXTRACTOR_INPUT["input_size"])
+    example = torch.from_numpy(np.random.default_rng(0).normal(0, 1, (4, 1, h, w)).astype(np.float32))
+    tmp = out.with_name(out.name + ".tmp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(model, (example,), str(tmp), input_names=["input"],
+                          output_names=["features"],
+                          dynamic_axes={"input": {0: "batch"}, "features": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
+    proto = onnx.load(str(tmp))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = "features", json.dumps(FEATURES)
+    proto.producer_name = "semtriage core.training"
+    onnx.checker.check_model(proto)
+    onnx.save_model(proto, str(tmp), save_as_external_data=False)
+    sess = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
+    got = sess.run(None, {"input": example.numpy()})[0]
+    with torch.inference_mode():
+        ref = model(example).numpy()
+    diff = float(np.abs(got - ref).max())
+    if not diff <= 1e-3:
+        tmp.unlink()
+        raise ModelError(f"ONNX Runtime and torch disagree on the feature extractor: {diff:.2e}")
+    tmp.replace(out)
+    return out
+
+
+def fit_model_familiarity(
+    x_train: np.ndarray,
+    *,
+    x_holdout: np.ndarray | None = None,
+    holdout_logits: np.ndarray | None = None,
+    pixel_sizes: Sequence[float | None] | None = None,
+    instruments: Sequence[str | None] | None = None,
+    fitted_on: str = "",
+) -> dict[str, Any]:
+    """The card's ``familiarity`` block from a model's prepared training inputs (N, 1, 128, 128)
+    through the shipped extractor; the limit from ``x_holdout`` when given (else cross-fitted),
+    the energy limit from the model's raw ``holdout_logits`` when given."""
+    ext = feature_extractor()
+    fam = fit_familiarity(ext.features(x_train),
+                          holdout=None if x_holdout is None else ext.features(x_holdout),
+                          pixel_sizes=pixel_sizes, instruments=instruments,
+                          extractor_sha256=sha256_file(ext.path), fitted_on=fitted_on)
+    if holdout_logits is not None and len(holdout_logits):
+        set_energy_limit(fam, holdout_logits)
+    return fam.to_json()

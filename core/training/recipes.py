@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from core.config import DEFAULT_MODEL
+from core.models import Classifier, extractor_path, read_card, write_card
 from core.progress import Progress
 from core.synth import CLASSES, SYNTH_VERSION, mix_pairs, read_ground_truth, write_dataset
 from core.training.cnn import TrainResult, train
-from core.training.data import THREADS, Item, _synthetic_items, folder_items
-from core.training.onnx_export import export_onnx
+from core.training.data import THREADS, Item, _synthetic_items, folder_items, load_inputs
+from core.training.onnx_export import export_features, export_onnx, fit_model_familiarity
 
 # The default model: `python -m core.training --default` (the same as `semtriage train
 # --synthetic 500 --epochs 22 --seed 0 --out data/models/default.onnx --version
@@ -90,8 +91,44 @@ def train_synthetic(out_path: str | Path, n_per_class: int = DEFAULT_N_PER_CLASS
     res.seconds = round(time.perf_counter() - t0, 1)
     res.training_data["generation_s"] = round(gen_s, 1)
     export_onnx(res, out_path, version=version or f"synth-{n_per_class}x{len(classes)}-s{seed}")
+    synthetic_familiarity(out_path, classes=classes, seed=seed, size=size,
+                          progress=lambda f, m: prog(0.98 + 0.02 * f, m))
     prog(1.0, f"wrote {out_path}")
     return res
+
+
+FAMILIARITY_PER_CLASS = 150
+
+
+def synthetic_familiarity(model_path: str | Path = DEFAULT_MODEL, *,
+                          n_per_class: int = FAMILIARITY_PER_CLASS, seed: int = DEFAULT_SEED,
+                          classes: Sequence[str] | None = None, size: int = 256,
+                          progress: Progress | None = None) -> dict[str, Any]:
+    """Fit the familiarity statistics of a model trained on synthetic images and store them in
+    its card: ``n_per_class`` training-like images per class (the training recipe's seed) for
+    the statistics, a third as many with the held-out seed for the limits (texture distance
+    and the model's energy score). Writes the shipped extractor first when it is missing."""
+    classes = list(classes or CLASSES)
+    prog = progress or (lambda f, m: None)
+    if not extractor_path().is_file():
+        export_features()
+    n = n_per_class * len(classes)
+    with tempfile.TemporaryDirectory(prefix="semtriage-familiar-") as tmp:
+        tr = _synthetic_items(Path(tmp) / "tr", n, seed, classes, size,
+                              lambda f, m: prog(0.5 * f, "familiarity images: " + m))
+        ho = _synthetic_items(Path(tmp) / "ho", max(20, n // 3), seed + 7_919_999, classes, size,
+                              lambda f, m: prog(0.5 + 0.3 * f, "familiarity held-out images: " + m))
+        xtr, xho = load_inputs(tr)[0], load_inputs(ho)[0]
+    clf = Classifier(model_path)
+    block = fit_model_familiarity(
+        xtr, x_holdout=xho, holdout_logits=clf.run_batches(xho),
+        fitted_on=f"{len(xtr)} synthetic training-like images ({SYNTH_VERSION}, seed {seed}); "
+                  f"limits on {len(xho)} held-out synthetic images")
+    card = read_card(model_path) or {}
+    card["familiarity"] = block
+    write_card(model_path, card)
+    prog(1.0, f"familiarity statistics in the card of {model_path}")
+    return block
 
 
 def train_folder(folder: str | Path, out_path: str | Path, *, epochs: int = DEFAULT_EPOCHS,
@@ -138,11 +175,19 @@ def main(argv: Sequence[str] | None = None) -> None:  # pragma: no cover - a thi
 
     ap = argparse.ArgumentParser(prog="python -m core.training", description=__doc__.split("\n")[0])
     ap.add_argument("--default", action="store_true", help="rebuild data/models/default.onnx")
+    ap.add_argument("--familiarity", action="store_true",
+                    help="only rebuild the texture-feature extractor and the familiarity "
+                         "statistics in the card of --out (default: the shipped model)")
     ap.add_argument("--out", default=str(DEFAULT_MODEL))
     ap.add_argument("--n-per-class", type=int, default=DEFAULT_N_PER_CLASS)
     ap.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS)
     ap.add_argument("--seed", type=int, default=DEFAULT_SEED)
     a = ap.parse_args(argv)
+    if a.familiarity:
+        export_features()
+        block = synthetic_familiarity(Path(a.out))
+        print(json.dumps({k: block[k] for k in ("n", "limit", "energy_limit", "fitted_on")}))
+        return
     version = DEFAULT_VERSION if a.default else None
     out = DEFAULT_MODEL if a.default else Path(a.out)
     n, ep, seed = ((DEFAULT_N_PER_CLASS, DEFAULT_EPOCHS, DEFAULT_SEED) if a.default

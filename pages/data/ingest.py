@@ -43,6 +43,7 @@ def run_ingest(groups: list[tuple[list, bool]]) -> None:
             summaries.append(rep.summary())
             for q, n in rep.routed.items():
                 routed[q] = routed.get(q, 0) + n
+            routed["labelled"] = routed.get("labelled", 0) + min(rep.auto_labelled, rep.routed.get("auto", 0))
     except SemTriageError as e:
         ui.show_error(e)
         return
@@ -57,12 +58,16 @@ def run_ingest(groups: list[tuple[list, bool]]) -> None:
     if routed:  # where the new images went: the auto-labelled ones reach no review queue
         st.markdown("**Where the new images went**")
         for col, q in zip(st.columns(3), ("auto", "uncertain", "mixed")):
-            col.metric("Auto-labelled by the model" if q == "auto" else f"{ui.QUEUE_LABELS[q]} queue",
+            col.metric("Confident" if q == "auto" else f"{ui.QUEUE_LABELS[q]} queue",
                        f"{routed.get(q, 0):,}", border=True)
-        if routed.get("auto"):
-            st.caption(f"{routed['auto']:,} images were labelled by the model without a person: they "
+        if routed.get("labelled"):
+            st.caption(f"{routed['labelled']:,} images were labelled by the model without a person: they "
                        "reach a reviewer only through the spot-check queues (the blind one measures how "
                        "often the model is wrong there).")
+        if unverified := routed.get("auto", 0) - routed.get("labelled", 0):
+            st.caption(f"{unverified:,} confident images were not labelled: the model's auto-accept is "
+                       "not certified on this lab's images yet. Confirm them on Grid confirm — each "
+                       "confirmation counts towards certification.")
     if model is not None:
         st.page_link(ui.REVIEW_PAGE, label="Start reviewing", icon=":material/rate_review:")
 

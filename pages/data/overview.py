@@ -11,8 +11,9 @@ import streamlit as st
 import ui
 from core.config import DEFAULT_DB, DEFAULT_MODEL
 from core.errors import SemTriageError
-from core.review import GLOBAL, get_thresholds
+from core.review import GLOBAL, get_thresholds, label_version
 from core.workflows import build_demo
+from ui import certification
 
 K = ui.K
 db, key = ui.db(), ui.db_key()
@@ -52,12 +53,13 @@ if ov["model_id"] is None:
     ui.no_model_hint()
     st.stop()
 
+certification.banner(db, key, ov["model_id"], label_version(db))
 st.subheader("Review queues")
 blurbs = {
-    "uncertain": "The model is unsure: below the accept threshold.",
+    "uncertain": "The model is unsure (below the accept threshold), or the image is unlike anything it was trained on.",
     "mixed": "Two classes compete, or both seem present.",
-    "auto": "Auto-accepted: spot-check them, the model's answer shown.",
-    "blind": "A random sample of the auto-accepted, answer hidden: what measures the auto-accept error.",
+    "auto": "Confident: auto-accepted once certified (spot-check them, the model's answer shown); until then unverified — confirm them on Grid confirm.",
+    "blind": "A random sample of the confident ones, answer hidden: what measures the auto-accept error.",
 }
 for col, (q, blurb) in zip(st.columns(4), blurbs.items()):
     n = ov["queues"]["auto" if q == "blind" else q]

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core import images, review
+from core import agreement, images, review
 from core.errors import SemTriageError
 from ui import review as callbacks
 
@@ -215,8 +215,8 @@ def panel() -> None:
         if back is not None:
             item, nxt = review.review_item(db, hist[back]), None
         else:
-            items = review.next_images(db, queue, reviewer, n=2, order=order,
-                                       claim_seconds=ui.settings().claim_seconds)
+            items = agreement.next_images(db, queue, reviewer, n=2, order=order,  # + overlap, gold
+                                          claim_seconds=ui.settings().claim_seconds)
             if (pin := ss.get(K.review_pin)) is not None:
                 items = [review.review_item(db, pin)] + [i for i in items if i["image_id"] != pin]
             item, nxt = (items + [None, None])[:2]

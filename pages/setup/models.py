@@ -16,7 +16,7 @@ from core import intake, models, review
 from core.config import DEFAULT_MODEL
 from core.errors import SemTriageError
 from core.files import safe_name
-from ui import retrain
+from ui import certification, retrain
 
 K, ss = ui.K, st.session_state
 st.title(":material/tune: Models & thresholds")
@@ -114,6 +114,7 @@ with tab_thr:
     if active is None:
         ui.no_model_hint()
     else:
+        certification.banner(db, key, active["id"], review.label_version(db))
         g = review.get_thresholds(db)[review.GLOBAL]
         saved = review.get_thresholds(db)
         c = st.columns(4)

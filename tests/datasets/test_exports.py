@@ -26,7 +26,7 @@ from core.datasets import (
 from core.errors import ExportError, NotFound
 from core.intake import ingest
 from core.models import Classifier, register_model
-from core.review import decide, import_labels
+from core.review import decide, force_threshold, import_labels
 from core.store import open_db
 from tests.helpers import build_tiny_model, write_images
 
@@ -48,6 +48,7 @@ def env(tmp_path):
     db = open_db(tmp_path / "t.db")
     model_path = build_tiny_model(tmp_path / "models" / "tiny.onnx")
     model = register_model(db, model_path, activate=True)
+    force_threshold(db, 0.7, model_id=model["id"], note="tests: auto labels allowed")
     write_images(tmp_path / "data" / "a", 6, seed=1)
     write_images(tmp_path / "data" / "b", 6, seed=2)
     rep = ingest(

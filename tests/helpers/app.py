@@ -11,6 +11,7 @@ import tifffile
 from core import review
 from core.intake import ingest
 from core.models import Classifier, register_model
+from core.review import force_threshold
 from core.store import backup, open_db
 from tests.helpers.images import write_images
 from tests.helpers.models import CLASSES, build_tiny_model
@@ -30,6 +31,9 @@ def build_app_db(root: Path, *, n_png: int = 16, n_tiff: int = 4, reference: int
     db_path = root / "app.db"
     db = open_db(db_path)
     model = register_model(db, build_tiny_model(root / "models" / "tiny.onnx", CLASSES), activate=True)
+    # a lab that let this model auto-accept (an administrator's override, recorded): the pages'
+    # auto-label views have something to show; a provisional model is tested apart
+    force_threshold(db, 0.7, model_id=model["id"], note="tests: auto labels allowed")
     rep = ingest(db, [images], classifier=Classifier(model["path"]), model_id=model["id"])
     assert not rep.failed, rep.failed
     ids = [r[0] for r in db.execute("SELECT id FROM images ORDER BY id LIMIT ?", [reference])]

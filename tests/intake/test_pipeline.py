@@ -47,7 +47,9 @@ def test_ingest_predicts_and_routes(setup, image_folder):
     counts = queue_counts(db)
     assert all(counts[q] > 0 for q in ("uncertain", "mixed", "auto")), counts
     assert rep.routed == counts, "the report says where every new image went"
-    assert f"{counts['auto']} auto-labelled by the model" in rep.summary()
+    # a provisional model labels nothing: its confident images wait unverified
+    assert f"{counts['auto']} confident but unverified" in rep.summary()
+    assert "auto-labelled" not in rep.summary()
     assert f"{counts['mixed']} to the mixed queue" in rep.summary()
     again = ingest(db, [image_folder], classifier=clf, model_id=model["id"])
     assert again.routed == {} and "Routed" not in again.summary(), "nothing new, nothing routed"

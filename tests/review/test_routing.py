@@ -51,14 +51,16 @@ def test_sql_rule_agrees_with_python(tmp_path):
     rng = np.random.default_rng(0)
     ts = {"*": Thresholds(), "powder": Thresholds(accept=0.85, mixed_margin=0.2, cooccur=0.25)}
     expr, params = queue_sql(ts, alias="p")
-    db.execute("CREATE TEMP TABLE p (pred TEXT, second TEXT, p1 REAL, p2 REAL)")
+    db.execute("CREATE TEMP TABLE p (pred TEXT, second TEXT, p1 REAL, p2 REAL, unfamiliar TEXT)")
     expected = []
-    for _ in range(2000):
+    for k in range(2000):
         probs = rng.dirichlet(np.full(len(NAMES), rng.uniform(0.1, 3)))
         order = np.argsort(-probs)
-        db.execute("INSERT INTO p VALUES (?, ?, ?, ?)",
-                   [NAMES[order[0]], NAMES[order[1]], float(probs[order[0]]), float(probs[order[1]])])
-        expected.append(route(probs, NAMES, ts)[0])
+        unfamiliar = "unlike anything this model was trained on" if k % 7 == 0 else None
+        db.execute("INSERT INTO p VALUES (?, ?, ?, ?, ?)",
+                   [NAMES[order[0]], NAMES[order[1]], float(probs[order[0]]), float(probs[order[1]]),
+                    unfamiliar])
+        expected.append(route(probs, NAMES, ts, unfamiliar)[0])
     got = [r[0] for r in db.execute(f"SELECT {expr} FROM p ORDER BY rowid", params)]
     assert got == expected
     assert set(expected) == {"auto", "uncertain", "mixed"}

@@ -170,6 +170,7 @@ def reference(db):
     for k, i in enumerate(ids[100:200]):
         review.decide(db, i, "relabel", reviewer="ann" if k % 2 else "bob", label=CLASSES[(k + 2) % 3])
     db.execute("UPDATE predictions SET queue = 'auto'")
+    review.force_threshold(db, 0.7, model_id=m, note="tests: auto labels allowed")
     review.sync_auto_labels(db, m)
     return db, m, ids
 

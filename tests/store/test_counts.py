@@ -10,7 +10,7 @@ import pytest
 from core import review
 from core.intake import ingest, pending_count, predict_pending
 from core.models import Classifier, register_model, set_active_model
-from core.store import core_migrations, open_db, write_tx
+from core.store import core_migrations, migration_set, open_db, write_tx
 from tests.helpers import build_tiny_model, write_images
 
 CLASSES = ("fibres", "particles", "powder")
@@ -122,6 +122,7 @@ def test_migration_backfills_an_existing_database(tmp_path):
     path = tmp_path / "old.db"
     db = open_db(path, migrate=False)
     core_migrations.apply(db, stop_before="m006_counts")
+    migration_set("semtriage.review").apply(db)  # the predictions columns ingest writes
     assert not db["pred_counts"].exists()
     m = register_model(db, build_tiny_model(tmp_path / "m.onnx", CLASSES), activate=True)
     ingest(db, [write_images(tmp_path / "img", n=9)[0].parent], classifier=Classifier(m["path"]),

@@ -129,10 +129,15 @@ def test_promote_switches_the_active_model_and_rebuilds_the_queues(trained, tmp_
         "WHERE p.model_id = ? AND p.done != (c.source IS NOT NULL AND c.source != 'auto')",
         [cid]).fetchone()[0]
     assert bad == 0
-    # auto labels follow the new model's auto queue
+    # a new model starts provisional: no auto labels until its threshold is certified (or forced)
+    assert review.certification(db, cid).state == review.PROVISIONAL
+    auto = db.execute("SELECT COUNT(*) FROM current_labels WHERE source = 'auto'").fetchone()[0]
+    assert auto == 0
+    review.force_threshold(db, 0.7, model_id=cid, note="test")
+    # then auto labels follow the new model's confident queue
     auto = db.execute("SELECT COUNT(*) FROM current_labels WHERE source = 'auto'").fetchone()[0]
     assert auto == db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ? AND queue = 'auto' "
-                              "AND done = 0", [cid]).fetchone()[0]
+                              "AND done = 0 AND p1 >= 0.7", [cid]).fetchone()[0]
     with pytest.raises(StoreError, match="active"):
         models.discard(db, cid)
 

@@ -335,7 +335,7 @@ def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
                      "WHERE f.path LIKE ? GROUP BY p.queue", [f"{folder}%"]).fetchall()
     shown = {m.label: m.value for m in at.metric}
     assert sum(int(v) for v in shown.values() if str(v).isdigit()) == 3 == sum(n for _, n in new)
-    assert shown["Auto-labelled by the model"] == str(dict(new).get("auto", 0))
+    assert shown["Confident"] == str(dict(new).get("auto", 0))
 
 
 def test_ingest_refuses_a_folder_outside_the_roots(app_db):

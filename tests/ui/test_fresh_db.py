@@ -47,3 +47,20 @@ def test_use_the_shipped_default_model_with_its_card(tmp_path, monkeypatch):
     assert not [b for b in at.button if b.key == "mdl_use_default"], "offered only while no model exists"
     assert any(x.label == "Accuracy on synthetic images" for x in at.metric), "the card says where it was measured"
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 0
+
+
+def test_the_overview_says_the_default_model_is_provisional(tmp_path, monkeypatch):
+    """Real micrographs ingested into a fresh lab database with the shipped model: the Overview
+    says plainly that nothing was auto-labelled and why, and how many labels certification needs."""
+    from core.intake import ingest
+    from core.models import Classifier, register_model
+    from tests.helpers import write_images
+
+    db = open_db(tmp_path / "lab" / "lab.db")
+    m = register_model(db, Path(APP).parent / "data" / "models" / "default.onnx", activate=True)
+    ingest(db, [write_images(tmp_path / "imgs", n=6, size=64)[0].parent],
+           classifier=Classifier(m["path"]), model_id=m["id"])
+    db.conn.close()
+    at = start(tmp_path, monkeypatch)
+    text = " ".join(w.value for w in at.warning).replace("\\", "")
+    assert "PROVISIONAL" in text and "149 more" in text and "confident (unverified)" in text

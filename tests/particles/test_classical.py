@@ -1,0 +1,60 @@
+"""The classical detector: finds isolated and touching particles on a clean image, splits
+touching ones, refuses bad parameters, copes with blank, 16-bit and float images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.errors import InvalidValue
+from core.particles import ClassicalParams, detect_classical, match
+
+
+def scene(dark=False):
+    rng = np.random.default_rng(0)
+    lab = np.zeros((200, 240), np.int32)
+    yy, xx = np.mgrid[:200, :240]
+    k = 0
+    for cy in range(30, 200, 50):
+        for cx in range(30, 240, 50):
+            k += 1
+            lab[(xx - cx) ** 2 + (yy - cy) ** 2 <= 12 ** 2] = k
+    # a touching pair
+    k += 1
+    lab[((xx - 215) ** 2 + (yy - 185) ** 2 <= 8 ** 2)] = k
+    img = np.where(lab > 0, 0.75, 0.25) + rng.normal(0, 0.03, lab.shape)
+    if dark:
+        img = 1 - img
+    return np.clip(img, 0, 1).astype(np.float32), lab
+
+
+@pytest.mark.parametrize("dark", [False, True])
+def test_finds_particles_either_polarity(dark):
+    img, lab = scene(dark)
+    pred, scores = detect_classical(img)
+    r = match(pred, lab)
+    assert r.f1 > 0.95, r.summary()
+    assert len(scores) == pred.max() + 1 and scores[1:].min() > 0.5
+
+
+def test_touching_discs_are_split():
+    lab = np.zeros((80, 120), np.int32)
+    yy, xx = np.mgrid[:80, :120]
+    lab[(xx - 45) ** 2 + (yy - 40) ** 2 <= 15 ** 2] = 1
+    lab[((xx - 72) ** 2 + (yy - 40) ** 2 <= 15 ** 2) & (lab == 0)] = 2
+    img = np.where(lab > 0, 0.8, 0.2).astype(np.float32)
+    pred, _ = detect_classical(img)
+    assert pred.max() == 2 and match(pred, lab).f1 == 1.0
+
+
+def test_blank_image_has_no_particles():
+    pred, _ = detect_classical(np.full((64, 64), 0.5, np.float32))
+    assert pred.max() == 0
+
+
+@pytest.mark.parametrize("bad", [{"polarity": "up"}, {"threshold": "magic"}, {"min_area": 0},
+                                 {"h": -1}, {"nonsense": 1}])
+def test_bad_parameters_are_refused_by_name(bad):
+    with pytest.raises(InvalidValue) as e:
+        ClassicalParams.from_dict(bad)
+    assert next(iter(bad)) in str(e.value) or "Unknown" in str(e.value)

@@ -1,0 +1,91 @@
+"""`semtriage particles …` through click's runner on a real database file."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from core.cli.root import cli
+
+
+def run(*args):
+    r = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return r
+
+
+def test_import_detect_stats_export(tmp_path, particle_folder, images_only):
+    db = str(tmp_path / "c.db")
+    r = run("particles", "import-masks", str(particle_folder), "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["images"] == 4
+    r = run("ingest", str(images_only), "--db", db)
+    assert r.exit_code == 0, r.output
+    r = run("particles", "detect", "--all", "--method", "classical", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.output)
+    assert rep["skipped_verified"] == 4 and rep["detected"] == 0  # same files: verified by import
+    r = run("particles", "stats", "--by", "folder", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)
+    (only,) = st.values()
+    assert only["unit"] == "nm" and only["count"] > 0 and only["d50_ci"][0] <= only["d50"]
+    out = tmp_path / "out"
+    for fmt in ("csv", "coco", "masks", "report"):
+        r = run("particles", "export", str(out), "--format", fmt, "--db", db)
+        assert r.exit_code == 0, r.output
+    assert (out / "particles.csv").is_file() and (out / "report.html").is_file()
+
+
+def test_detector_list_promote_and_errors(tmp_path):
+    db = str(tmp_path / "d.db")
+    r = run("particles", "detector", "list", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    ds = json.loads(r.output)
+    assert {d["version"] for d in ds} == {"classical-default", "particles-default-v1"}
+    assert [d["version"] for d in ds if d["active"]] == ["particles-default-v1"]
+    r = run("particles", "detector", "promote", "classical-default", "--db", db)
+    assert r.exit_code == 0 and "active" in r.output
+    r = run("particles", "detector", "promote", "nope", "--db", db)
+    assert r.exit_code == 1 and "No particle detector 'nope'" in r.output
+    r = run("particles", "detect", "--db", db)
+    assert r.exit_code == 1 and "--all" in r.output
+    r = run("particles", "train", "--from-db", "--db", db)
+    assert r.exit_code == 1 and "verified image" in r.output
+
+
+def test_pixel_size_verify_undo_queue(tmp_path, images_only):
+    db = str(tmp_path / "e.db")
+    assert run("ingest", str(images_only), "--db", db).exit_code == 0
+    assert run("particles", "detect", "1", "2", "--method", "classical", "--db", db).exit_code == 0
+    r = run("particles", "pixel-size", "3.5", "1", "--db", db)
+    assert r.exit_code == 0, r.output
+    r = run("particles", "queue", "--db", db, "--json")
+    assert {q["image_id"] for q in json.loads(r.output)} == {1, 2}
+    assert run("particles", "verify", "1", "--reviewer", "ann", "--db", db).exit_code == 0
+    r = run("particles", "queue", "--db", db, "--json")
+    assert {q["image_id"] for q in json.loads(r.output)} == {2}
+    r = run("particles", "verify", "1", "--reviewer", "ann", "--undo", "--db", db)
+    assert "Undid verify" in r.output
+
+
+@pytest.mark.slow
+def test_train_from_db_registers_an_inactive_candidate(tmp_path, particle_folder):
+    db = str(tmp_path / "t.db")
+    assert run("particles", "import-masks", str(particle_folder), "--db", db).exit_code == 0
+    r = run("particles", "train", "--from-db", "--synthetic", "2", "--seconds", "6",
+            "--out-dir", str(tmp_path / "m"), "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    res = json.loads(r.output)
+    assert res["held_out"] >= 1 and res["trained_on"] >= 1
+    assert 0 <= res["candidate_metrics"]["f1"] <= 1
+    assert list((tmp_path / "m").glob("particles-ft-*.onnx"))
+    r = run("particles", "detector", "compare", res["version"], "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    cmp_ = json.loads(r.output)
+    assert cmp_["held_out"] and cmp_["active"] == "particles-default-v1"
+    r = run("particles", "detector", "list", "--db", db, "--json")
+    act = [d["version"] for d in json.loads(r.output) if d["active"]]
+    assert act == ["particles-default-v1"]
+    assert run("particles", "detector", "promote", res["version"], "--db", db).exit_code == 0
