@@ -129,8 +129,9 @@ def merge(
             with write_tx(db, "merging archive predictions", bulk=True):
                 ok, failed = _check(db, part)
                 if ok:
-                    store_predictions(db, model_id, names, [(img, sha) for img, sha, _ in ok],
-                                      np.stack([p for _, _, p in ok]))
+                    store_predictions(db, model_id, names, [(o[0], o[1]) for o in ok],
+                                      np.stack([o[2] for o in ok]), ood=[o[3] for o in ok],
+                                      unfamiliar=[o[4] for o in ok])
                 record_failures(db, failed)
                 n_pred += len(ok)
                 n_fail += len(failed)
@@ -155,18 +156,19 @@ def merge(
     return rep
 
 
-def _check(db: Database, part: dict[str, list[Any]]) -> tuple[list[tuple[int, str, np.ndarray]],
-                                                            list[tuple[str, str]]]:
+def _check(db: Database, part: dict[str, list[Any]]) -> tuple[
+        list[tuple[int, str, np.ndarray, float | None, str | None]], list[tuple[str, str]]]:
     """Split one batch of answers into predictions to store (the bytes read are the stored
     image) and failures (path, reason)."""
     ids = part["image_id"]
     marks = ",".join("?" * len(ids))
     stored = dict(db.execute(f"SELECT id, sha256 FROM images WHERE id IN ({marks})", ids).fetchall()
                   ) if ids else {}
-    ok: list[tuple[int, str, np.ndarray]] = []
+    ok: list[tuple[int, str, np.ndarray, float | None, str | None]] = []
     failed: list[tuple[str, str]] = []
-    for image_id, path, sha, probs, error in zip(ids, part["path"], part["sha256"], part["probs"],
-                                                 part["error"]):
+    for image_id, path, sha, probs, error, ood, why in zip(
+            ids, part["path"], part["sha256"], part["probs"], part["error"], part["ood"],
+            part["unfamiliar"]):
         if error is not None:
             failed.append((path, error))
         elif image_id not in stored:
@@ -176,7 +178,7 @@ def _check(db: Database, part: dict[str, list[Any]]) -> tuple[list[tuple[int, st
                       f"{stored[image_id][:12]}… stored); not predicted — ingest it again")
             failed.append((path, reason))
         else:
-            ok.append((int(image_id), str(sha), np.asarray(probs, np.float32)))
+            ok.append((int(image_id), str(sha), np.asarray(probs, np.float32), ood, why))
     return ok, failed
 
 

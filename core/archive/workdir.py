@@ -58,6 +58,8 @@ def result_schema(k: int) -> pa.Schema:
         ("probs", pa.list_(pa.float32(), k)),
         ("error", pa.string()),
         ("provider", pa.string()),
+        ("ood", pa.float32()),  # unfamiliarity, as `semtriage predict` stores it
+        ("unfamiliar", pa.string()),
     ])
 
 
@@ -276,15 +278,16 @@ class ShardWriter:
         new = 0
         finished = []
         cols = [batch[c] for c in ("shard", "row", "image_id", "path", "sha256", "probs", "error",
-                                   "provider")]
-        for shard, row, image_id, path, sha, probs, error, provider in zip(*cols):
+                                   "provider", "ood", "unfamiliar")]
+        for shard, row, image_id, path, sha, probs, error, provider, ood, why in zip(*cols):
             s = int(shard)
             got = self.rows.get(s)
             if got is None or int(row) in got:
                 continue  # another run's shard, or a row a retried task answered again
             got[int(row)] = (int(row), int(image_id), str(path), str(sha) or None,
                              None if error else np.asarray(probs, np.float32),
-                             str(error) or None, str(provider))
+                             str(error) or None, str(provider),
+                             None if error or not np.isfinite(ood) else float(ood), str(why) or None)
             new += 1
             if len(got) == self.expected[s]:
                 self._write(s)
@@ -307,6 +310,8 @@ class ShardWriter:
             "probs": probs,
             "error": pa.array(cols[5], pa.string()),
             "provider": pa.array(cols[6], pa.string()),
+            "ood": pa.array(cols[7], pa.float32()),
+            "unfamiliar": pa.array(cols[8], pa.string()),
         }, schema=result_schema(k))
         _write_atomic(table, self.wd.result(shard))
         self.written.append(shard)

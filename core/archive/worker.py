@@ -63,6 +63,8 @@ class ArchivePredictor:
         probs = np.full((n, k), np.nan, np.float32)
         shas = np.full(n, "", dtype=object)
         errors = np.full(n, "", dtype=object)
+        ood = np.full(n, np.nan, np.float32)
+        why = np.full(n, "", dtype=object)
         answers = predict_files(paths, self.classifier, max_pixels=self.max_pixels,
                                 batch_size=self.batch_size, workers=self.threads, hash_files=True)
         for i, a in enumerate(answers):  # one answer per path, in order
@@ -71,9 +73,11 @@ class ArchivePredictor:
             else:
                 probs[i] = a.probs
                 shas[i] = a.sha256 or ""
+                ood[i] = np.nan if a.ood is None else a.ood
+                why[i] = a.unfamiliar or ""
         return {
             "shard": np.asarray(batch["shard"]), "row": np.asarray(batch["row"]),
             "image_id": np.asarray(batch["image_id"]), "path": np.asarray(paths, dtype=object),
             "sha256": shas, "probs": probs, "error": errors,
-            "provider": np.full(n, self.provider, dtype=object),
+            "provider": np.full(n, self.provider, dtype=object), "ood": ood, "unfamiliar": why,
         }

@@ -2,7 +2,6 @@
 one module per group of commands (:mod:`core.cli.root` adds them).
 """
 
-from core.cli.archive import archive_merge, archive_run, archive_status, predict_archive
 from core.cli.agreement import (
     agreement_adjudicate,
     agreement_disputes,
@@ -10,6 +9,7 @@ from core.cli.agreement import (
     agreement_group,
     agreement_overlap,
 )
+from core.cli.archive import archive_merge, archive_run, archive_status, predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
 from core.cli.fibres import (
@@ -51,14 +51,14 @@ from core.cli.training import card, card_summary, synth, train
 
 __all__ = [
     "Bar",
-    "archive_merge",
-    "archive_run",
-    "archive_status",
     "agreement_adjudicate",
     "agreement_disputes",
     "agreement_gold",
     "agreement_group",
     "agreement_overlap",
+    "archive_merge",
+    "archive_run",
+    "archive_status",
     "backup",
     "card",
     "card_summary",

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import click
 
-from core.cli.archive import predict_archive
 from core.cli.agreement import agreement_group
+from core.cli.archive import predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.fibres import fibres_group
 from core.cli.label_issues import issues
