@@ -81,3 +81,8 @@ class TrainingError(SemTriageError):
 
 class Cancelled(SemTriageError):
     """Long work stopped because the user cancelled it; nothing half-done was kept."""
+
+
+class DependencyMissing(SemTriageError):
+    """A feature needs an optional extra that is not installed (e.g. Ray for the ``ray``
+    archive engine: ``pip install 'semtriage[ray]'``)."""

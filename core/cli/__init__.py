@@ -9,6 +9,7 @@ from core.cli.agreement import (
     agreement_group,
     agreement_overlap,
 )
+from core.cli.archive import archive_merge, archive_run, archive_status, predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
 from core.cli.fibres import (
@@ -55,6 +56,9 @@ __all__ = [
     "agreement_gold",
     "agreement_group",
     "agreement_overlap",
+    "archive_merge",
+    "archive_run",
+    "archive_status",
     "backup",
     "card",
     "card_summary",
@@ -100,6 +104,7 @@ __all__ = [
     "particles_train",
     "particles_verify",
     "predict",
+    "predict_archive",
     "queue",
     "stats",
     "synth",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from core.cli.agreement import agreement_group
+from core.cli.archive import predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
 from core.cli.fibres import fibres_group
 from core.cli.label_issues import issues
@@ -38,7 +39,8 @@ def cli() -> None:
 
 
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
-                backup, issues, synth, train, card, particles, fibres_group):
+                backup, issues, synth, train, card, particles, fibres_group,
+                predict_archive):
     cli.add_command(command)
 cli.add_command(agreement_group, name="agreement")
 

@@ -138,19 +138,50 @@ def synth(out: Path, n: int, seed: int, mixed_fraction: float, fmt: str, layout:
               help="--from-db: add N synthetic images per class to training (never held out).")
 @click.option("--init-from-active", is_flag=True,
               help="--from-db: start the CNN from the active model's weights.")
+@click.option("--export-bundle", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="--from-db: write the labelled images (prepared), groups and split to one "
+              "FILE.npz instead of training; train it on another machine with --from-bundle.")
+@click.option("--from-bundle", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Train on a bundle from --export-bundle (opens no database); "
+              "register the model with `semtriage model add`.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable JSON output (the card).")
 def train(n_per_class: int | None, folder: Path | None, from_db: bool, db_path: Path | None,
           out: Path | None, epochs: int, seed: int, version: str | None, init_from: Path | None,
           family: str, holdout: float, group_pattern: str | None, no_folder_groups: bool,
-          synthetic_per_class: int, init_from_active: bool, as_json: bool) -> None:
+          synthetic_per_class: int, init_from_active: bool, export_bundle: Path | None,
+          from_bundle: Path | None, as_json: bool) -> None:
     """Train a classifier, calibrate it, export ONNX + model card.
 
     Exactly one of --synthetic N, --folder DIR, --from-db. With --from-db the model is a
     candidate: see `semtriage model compare / promote / discard`.
     """
-    chosen = [n_per_class is not None, folder is not None, from_db]
+    chosen = [n_per_class is not None, folder is not None, from_db, from_bundle is not None]
     if sum(chosen) != 1:
-        raise click.UsageError("Give exactly one of --synthetic N, --folder DIR, --from-db")
+        raise click.UsageError("Give exactly one of --synthetic N, --folder DIR, --from-db, "
+                               "--from-bundle FILE")
+    if export_bundle is not None and not from_db:
+        raise click.UsageError("--export-bundle writes the labels of a database: use it with --from-db")
+    if from_db and export_bundle is not None:
+        _export_bundle(db_path, export_bundle, holdout, group_pattern, not no_folder_groups, seed,
+                       as_json)
+        return
+    if from_bundle is not None:
+        if out is None or out.suffix.lower() != ".onnx":
+            raise click.UsageError("Give --out PATH.onnx for the model trained on the bundle")
+        try:
+            card = training.train_bundle(from_bundle, out.parent, family=family, epochs=epochs,
+                                         version=version or out.stem,
+                                         progress=_EpochPrinter(not as_json))
+        except SemTriageError as e:
+            raise _fail(e) from None
+        final = out.parent / f"{version or out.stem}.onnx"
+        if as_json:
+            click.echo(json.dumps(card, indent=2))
+        else:
+            click.echo(f"Wrote {final} and {models.card_path(final)}")
+            click.echo(card_summary(card))
+            click.echo(f"Register it: semtriage model add {final}")
+        return
     if from_db:
         _train_from_db(db_path, out, epochs, seed, version, init_from, family, holdout,
                        group_pattern, not no_folder_groups, synthetic_per_class,
@@ -220,6 +251,26 @@ def _train_from_db(db_path: Path | None, out: Path | None, epochs: int, seed: in
         click.echo(res.summary())
         click.echo(f"Not active yet: `semtriage model promote {res.model['version']}` or "
                    f"`semtriage model discard {res.model['version']}`")
+
+
+def _export_bundle(db_path: Path | None, dest: Path, holdout: float, group_pattern: str | None,
+                   use_folder: bool, seed: int, as_json: bool) -> None:
+    path = db_path or Path(Settings.from_env().db)
+    if not path.is_file():
+        raise click.ClickException(f"No database {str(path)!r}; give --db")
+    opts = training.RetrainOptions(holdout=holdout, group_pattern=group_pattern,
+                                   use_folder=use_folder, seed=seed)
+    try:
+        info = training.export_bundle(store.open_db(path), opts, dest,
+                                      progress=_EpochPrinter(not as_json))
+    except SemTriageError as e:
+        raise _fail(e) from None
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+    else:
+        click.echo(f"Wrote {info['path']}: {info['images']} labelled images ({info['train']} "
+                   f"train, {info['held_out']} held out in whole groups), {info['bytes'] / 1e6:.1f} MB"
+                   f"\nTrain it anywhere: semtriage train --from-bundle {dest} --out MODEL.onnx")
 
 
 @click.command()

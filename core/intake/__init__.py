@@ -11,6 +11,7 @@ from core.intake.predict import (
     predict_files,
     predict_pending,
     random_key,
+    record_failures,
     store_predictions,
 )
 from core.intake.received import discard_copies, ingest_upload, unfinished_uploads
@@ -46,6 +47,7 @@ __all__ = [
     "predict_files",
     "predict_pending",
     "random_key",
+    "record_failures",
     "remove_empty_folders",
     "save_uploads",
     "store_predictions",

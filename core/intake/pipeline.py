@@ -26,7 +26,7 @@ from core.access import User, require_admin
 from core.config import NFFA_CLASSES, Settings
 from core.files import sha256_file
 from core.images import WORK_SIDE, SemImage, decode_bytes, read_image, thumbnail_jpeg
-from core.intake.predict import _reason, _record_failures, store_predictions
+from core.intake.predict import _reason, record_failures, store_predictions
 from core.intake.sources import find_images, folder_label, group_key
 from core.intake.threads import ByteBudget, _timer, pipelined
 from core.models import NON_FINITE_REASON, Classifier, finite_rows
@@ -216,7 +216,7 @@ def ingest(
             ]
             t0 = _timer(timings, "inference", t0)
         stamp = now_iso()
-        with write_tx(db, "storing ingested images"):
+        with write_tx(db, "storing ingested images", bulk=True):
             # another ingest of the same files may have stored some since they were looked up
             # (two at once: the write lock orders them, this re-check under it makes them copies)
             raced = [(b, _image_id(db, b.sha)) for b in batch]
@@ -279,7 +279,7 @@ def ingest(
                 rep.labelled += import_labels(db, labels, reviewer=importer,
                                               replace=replace_labels, kept=kept)
                 rep.labels_kept += len(set(kept))
-            _record_failures(db, failed)
+            record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.added += len(batch)
         rep.duplicates += len(dups)

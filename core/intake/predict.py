@@ -19,6 +19,7 @@ from sqlite_utils import Database
 
 from core.config import Settings
 from core.errors import ImageReadError
+from core.files import sha256_file
 from core.images import WORK_SIDE, decode_bytes, read_image
 from core.intake.threads import ByteBudget, _timer, pipelined
 from core.models import NON_FINITE_REASON, Classifier, NonFiniteOutput, active_model, entropy
@@ -57,6 +58,7 @@ class FilePrediction:
     error: str | None = None
     ood: float | None = None  # unfamiliarity (≥ 1: unlike the model's training images)
     unfamiliar: str | None = None  # why the image counts as unfamiliar, or None
+    sha256: str | None = None  # of the bytes read, with ``hash_files``
 
 
 def predict_files(
@@ -68,6 +70,7 @@ def predict_files(
     workers: int = 2,
     timings: dict[str, float] | None = None,
     decode_bytes_limit: int = 512 * 2**20,
+    hash_files: bool = False,
 ) -> Iterator[FilePrediction]:
     """Read every file of ``paths`` (in ``workers`` threads), prepare it for ``classifier`` and
     run the model in batches of ``batch_size``: one :class:`FilePrediction` per path, in input
@@ -75,21 +78,29 @@ def predict_files(
     that cannot be read is answered with its reason; the rest go on. Touches no database.
     ``timings`` (seconds per stage: decode, preprocess, inference) is added to when given.
     At most ``decode_bytes_limit`` bytes of decoded frames exist at once (a larger image is
-    decoded alone); only the model inputs wait for their batch."""
+    decoded alone); only the model inputs wait for their batch.
+    ``hash_files``: also the SHA-256 of each file (``FilePrediction.sha256``), so that a caller
+    holding the hash stored at ingest can tell a file that changed since (an archive merge)."""
     times = timings if timings is not None else {}
     budget = ByteBudget(decode_bytes_limit)
 
-    def load(path: str | Path) -> tuple[np.ndarray, tuple[float | None, str | None], dict[str, float]]:
+    def load(path: str | Path) -> tuple[np.ndarray, tuple[float | None, str | None],
+                                        dict[str, float], str | None]:
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         with budget.hold(decode_bytes(path, WORK_SIDE)):
+            # first: the reader's reasons are the clear ones
             img = read_image(path, max_pixels=max_pixels, max_side=WORK_SIDE)
             t0 = _timer(t, "decode", t0)
+            sha = None
+            if hash_files:
+                sha = sha256_file(path)
+                t0 = _timer(t, "hash", t0)
             x = classifier.prepare(img.scan)
             where = (img.pixel_size_m, img.instrument)
             del img  # the frame goes before the next decode may start
         _timer(t, "preprocess", t0)
-        return x, where, t
+        return x, where, t, sha
 
     pending: list[FilePrediction] = []
     xs: list[np.ndarray] = []
@@ -122,10 +133,10 @@ def predict_files(
             pending.append(FilePrediction(str(path), error=_reason(res)))
             n_failed += 1
         else:
-            x, c, t = res
+            x, c, t, sha = res
             for k, v in t.items():
                 times[k] = times.get(k, 0.0) + v
-            pending.append(FilePrediction(str(path)))
+            pending.append(FilePrediction(str(path), sha256=sha))
             xs.append(x)
             ctx.append(c)
         if len(xs) >= batch_size or n_failed >= 256:
@@ -209,7 +220,9 @@ def store_predictions(
         _mark_done(db, [i for i, _ in items])
 
 
-def _record_failures(db: Database, failed: list[tuple[str, str]]) -> None:
+def record_failures(db: Database, failed: Sequence[tuple[str, str]]) -> None:
+    """Keep the files that could not be read, by path, with the reason (``ingest_errors``);
+    a path recorded again gets the new reason and time."""
     stamp = now_iso()
     db.conn.executemany(
         "INSERT INTO ingest_errors(path, reason, at) VALUES (?, ?, ?) "
@@ -302,11 +315,11 @@ def predict_pending(
     def flush() -> None:
         nonlocal batch, probs, ood, unfamiliar, failed
         t0 = time.perf_counter()
-        with write_tx(db, "storing predictions"):
+        with write_tx(db, "storing predictions", bulk=True):
             if batch:
                 store_predictions(db, model_id, classifier.class_names, batch, np.stack(probs),
                                   ood=ood, unfamiliar=unfamiliar)
-            _record_failures(db, failed)
+            record_failures(db, failed)
         _timer(timings, "database", t0)
         rep.predicted += len(batch)
         rep.failed += failed

@@ -243,7 +243,7 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
     confirmed it: core.intake.ingest). Returns how many were recorded."""
     reviewer = clean_reviewer(reviewer)
     n = 0
-    with write_tx(db, "importing labels"):
+    with write_tx(db, "importing labels", bulk=True):
         for image_id, label in items:
             label = clean_label(label)
             cur = db.execute(
@@ -264,61 +264,71 @@ def import_labels(db: Database, items: list[tuple[int, str]], *, reviewer: str =
     return n
 
 
-def sync_auto_labels(db: Database, model_id: int) -> dict[str, int]:
+def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[str, int]:
     """Bring auto-accepted labels in line with ``model_id``'s current routing: unlabelled
     images in the ``auto`` queue get an auto label where the model's certification allows it
     (core/review/certification.py: none while it is provisional); auto labels whose image left
     the ``auto`` queue (or whose class changed, or that certification no longer allows) are
-    revoked. Human and imported labels are never touched."""
+    revoked. Human and imported labels are never touched. Walks the images by id, ``chunk``
+    at a time, one short bulk transaction each (people's label writes go first between them;
+    see :func:`core.store.write_tx`)."""
     version = db.execute("SELECT version FROM models WHERE id = ?", [model_id]).fetchone()
     if version is None:
         raise NotFound(f"No model with id {model_id!r}")
     stamp = now_iso()
     allowed, allowed_params = auto_label_rule(db, model_id)
-    with write_tx(db, "updating auto-accepted labels"):
-        # 1. revoke auto labels that no longer hold
-        stale = db.execute(
-            f"""
-            SELECT c.image_id, c.event_id FROM current_labels c
-            LEFT JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ?
-            WHERE c.source = 'auto'
-              AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label OR c.model_version != ?
-                   OR NOT ({allowed}))
-            """,
-            [model_id, version[0], *allowed_params],
-        ).fetchall()
-        db.conn.executemany(
-            "INSERT INTO label_events(image_id, label, action, source, reviewer, model_id, "
-            "model_version, undoes, created_at) VALUES (?, NULL, 'undo', 'auto', 'auto', ?, ?, ?, ?)",
-            [(img, model_id, version[0], ev, stamp) for img, ev in stale],
-        )
-        db.conn.executemany(
-            "DELETE FROM current_labels WHERE image_id = ?", [(img,) for img, _ in stale]
-        )
-        # 2. add auto labels where there is no label at all
-        before = db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
-        db.execute(
-            f"""
-            INSERT INTO label_events(image_id, label, action, source, reviewer, model_id,
-                                     model_version, prob, created_at)
-            SELECT p.image_id, p.pred, 'auto', 'auto', 'auto', p.model_id, ?, p.p1, ?
-            FROM predictions p
-            WHERE p.model_id = ? AND p.queue = 'auto' AND ({allowed})
-              AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id)
-            ORDER BY p.image_id
-            """,
-            [version[0], stamp, model_id, *allowed_params],
-        )
-        added = db.execute(
-            """
-            INSERT INTO current_labels(image_id, event_id, label, action, source, reviewer,
-                                       model_version, prob, updated_at)
-            SELECT image_id, id, label, action, source, reviewer, model_version, prob, created_at
-            FROM label_events WHERE id > ? AND action = 'auto'
-            """,
-            [before],
-        ).rowcount
-    return {"added": int(added), "revoked": len(stale)}
+    added = revoked = 0
+    lo, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
+    while top is not None and lo < top:
+        hi = lo + chunk
+        with write_tx(db, "updating auto-accepted labels", bulk=True):
+            # 1. revoke auto labels that no longer hold
+            stale = db.execute(
+                f"""
+                SELECT c.image_id, c.event_id FROM current_labels c
+                LEFT JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ?
+                WHERE c.image_id > ? AND c.image_id <= ? AND c.source = 'auto'
+                  AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label
+                       OR c.model_version != ? OR NOT ({allowed}))
+                """,
+                [model_id, lo, hi, version[0], *allowed_params],
+            ).fetchall()
+            db.conn.executemany(
+                "INSERT INTO label_events(image_id, label, action, source, reviewer, model_id, "
+                "model_version, undoes, created_at) VALUES (?, NULL, 'undo', 'auto', 'auto', ?, ?, ?, ?)",
+                [(img, model_id, version[0], ev, stamp) for img, ev in stale],
+            )
+            db.conn.executemany(
+                "DELETE FROM current_labels WHERE image_id = ?", [(img,) for img, _ in stale]
+            )
+            # 2. add auto labels where there is no label at all ("+": walk the primary key by
+            # image id, not the queue indexes)
+            before = db.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0]
+            db.execute(
+                f"""
+                INSERT INTO label_events(image_id, label, action, source, reviewer, model_id,
+                                         model_version, prob, created_at)
+                SELECT p.image_id, p.pred, 'auto', 'auto', 'auto', p.model_id, ?, p.p1, ?
+                FROM predictions p
+                WHERE p.image_id > ? AND p.image_id <= ? AND +p.model_id = ? AND +p.queue = 'auto'
+                  AND ({allowed})
+                  AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id)
+                ORDER BY p.image_id
+                """,
+                [version[0], stamp, lo, hi, model_id, *allowed_params],
+            )
+            added += db.execute(
+                """
+                INSERT INTO current_labels(image_id, event_id, label, action, source, reviewer,
+                                           model_version, prob, updated_at)
+                SELECT image_id, id, label, action, source, reviewer, model_version, prob, created_at
+                FROM label_events WHERE id > ? AND action = 'auto'
+                """,
+                [before],
+            ).rowcount
+            revoked += len(stale)
+        lo = hi
+    return {"added": int(added), "revoked": revoked}
 
 
 # ---------------------------------------------------------------- reading

@@ -267,7 +267,7 @@ def review_item(db: Database, image_id: int, model_id: int | None = None) -> dic
 
 
 def reroute(
-    db: Database, model_id: int, chunk: int = 20_000, *, by: User | None = None
+    db: Database, model_id: int, chunk: int = 5_000, *, by: User | None = None
 ) -> dict[str, int]:
     """Recompute the queue of every prediction of ``model_id`` under the stored thresholds,
     then bring auto-accepted labels in line. Returns the new queue sizes. Only predictions
@@ -295,7 +295,7 @@ def reroute(
             ).fetchall()
         ]
         if moved:
-            with write_tx(db, "re-routing"):
+            with write_tx(db, "re-routing", bulk=True):
                 db.conn.executemany(
                     "UPDATE predictions SET queue = ?, reason = ? "
                     "WHERE image_id = ? AND model_id = ?",

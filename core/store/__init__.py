@@ -2,7 +2,7 @@
 per package that owns tables), the core schema, the settings table, backups."""
 
 from core.store.backup import backup, integrity_ok
-from core.store.db import BUSY_TIMEOUT_S, now_iso, open_db, quick_check, write_tx
+from core.store.db import BULK_YIELD_S, BUSY_TIMEOUT_S, now_iso, open_db, quick_check, write_tx
 from core.store.migrations import migrate, migration_set, migration_sets
 from core.store.schema import (
     HUMAN_SOURCES,
@@ -18,6 +18,7 @@ from core.store.schema import (
 from core.store.settings import get_setting, set_setting
 
 __all__ = [
+    "BULK_YIELD_S",
     "BUSY_TIMEOUT_S",
     "HUMAN_SOURCES",
     "backup",

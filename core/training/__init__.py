@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from core.training.bundle import BUNDLE_FORMAT, export_bundle, train_bundle
 from core.training.comparison import ECE_BINS, compare, comparison_text, evaluate
 from core.training.data import (
     INPUT_SIZE,
@@ -197,6 +198,7 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "BUNDLE_FORMAT",
     "CALIBRATION_NOTE",
     "CHOICE_NOTE",
     "CHUNK",
@@ -258,6 +260,7 @@ __all__ = [
     "comparison_text",
     "evaluate",
     "evaluate_fibre_net",
+    "export_bundle",
     "export_features",
     "export_fibre_net",
     "export_onnx",
@@ -289,6 +292,7 @@ __all__ = [
     "texture_features",
     "train",
     "train_arrays",
+    "train_bundle",
     "train_default_particles",
     "train_fibre_net",
     "train_folder",

@@ -1,0 +1,223 @@
+"""Merging a work folder's results into the database — on the database host, the one place of
+record. Each image's answer is kept only when the SHA-256 of the bytes the worker read is the
+one stored for that image (a file changed or replaced since it was ingested is reported, not
+predicted); predictions are upserted (one per image and model, whatever ran twice) in short
+transactions of ``rows`` images that yield to other writers between them, so reviewers keep
+labelling while a million predictions arrive; a shard is marked merged in the transaction of
+its last rows (table ``archive_shards``), so a killed merge resumes at the first unmerged
+shard. The unreadable files land in ``ingest_errors`` by path and reason, as ingest's do.
+Finally auto-accepted labels follow the routing when the model is the active one.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database
+
+from core.archive.workdir import Manifest, WorkDir
+from core.errors import ModelError
+from core.intake import record_failures, store_predictions
+from core.models import active_model
+from core.progress import Progress, counted
+from core.review import sync_auto_labels
+from core.store import migrate, migration_set, now_iso, write_tx
+
+archive_migrations = migration_set("semtriage.archive")
+
+
+@archive_migrations()
+def m001_archive_shards(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE archive_shards (
+            work_id TEXT NOT NULL,
+            shard INTEGER NOT NULL,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            predicted INTEGER NOT NULL,
+            failed INTEGER NOT NULL,
+            merged_at TEXT NOT NULL,
+            PRIMARY KEY (work_id, shard)
+        )
+        """
+    )
+
+
+MERGE_ROWS = 500
+
+
+@dataclass
+class MergeReport:
+    shards: int = 0  # merged by this call
+    already: int = 0  # merged before
+    waiting: int = 0  # no result file yet
+    predicted: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    longest_tx_s: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.predicted / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.predicted:,} predictions merged from {self.shards} shards "
+                f"({self.already} merged before, {self.waiting} not finished), "
+                f"{len(self.failed):,} failed; {self.rate:,.0f} predictions/s, "
+                f"longest write {self.longest_tx_s * 1000:.0f} ms")
+
+    def to_json(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["failed"] = [{"path": p, "reason": r} for p, r in self.failed]
+        d["rate"] = round(self.rate, 1)
+        return d
+
+
+def model_for(db: Database, m: Manifest) -> dict[str, Any]:
+    """The registered model a work folder's manifest names (by its file's SHA-256)."""
+    rows = list(db.query("SELECT id, version, class_names FROM models WHERE sha256 = ?",
+                         [m.model_sha256]))
+    if not rows:
+        raise ModelError(
+            f"This database has no model with the SHA-256 of {m.model_version!r} that the work "
+            "folder was planned with: merge into the database it was planned from, or register "
+            "the model first (`semtriage model add`)")
+    return rows[0]
+
+
+def merged_shards(db: Database, work_id: str) -> set[int]:
+    return {int(r[0]) for r in db.execute("SELECT shard FROM archive_shards WHERE work_id = ?",
+                                          [work_id])}
+
+
+def merge(
+    db: Database,
+    root: str | Path,
+    *,
+    rows: int = MERGE_ROWS,
+    progress: Progress | None = None,
+) -> MergeReport:
+    """Merge every finished, not yet merged shard of the work folder ``root`` into ``db`` (see
+    the module doc). Safe to run while workers are still busy (what is not finished waits for
+    the next merge) and to run again after a kill."""
+    wd = WorkDir(root)
+    m = wd.manifest()
+    migrate(db)  # archive_shards, on a database opened before this package was imported
+    model = model_for(db, m)
+    model_id = int(model["id"])
+    names = list(m.class_names)
+    rep = MergeReport()
+    t_start = time.perf_counter()
+    before = merged_shards(db, m.work_id)
+    todo = [s for s in wd.done(m) if s not in before]
+    rep.already = len(before)
+    rep.waiting = sum(1 for s, n in enumerate(m.shards) if n and s not in before and s not in todo)
+    total = sum(m.shards[s] for s in todo)
+    done = 0
+    for s in todo:
+        table = wd.read_result(s, len(names))
+        n = len(table)
+        n_pred = n_fail = 0
+        for i in range(0, max(n, 1), rows):
+            part = table.slice(i, rows).to_pydict()
+            last = i + rows >= n
+            t0 = time.perf_counter()
+            with write_tx(db, "merging archive predictions", bulk=True):
+                ok, failed = _check(db, part)
+                if ok:
+                    store_predictions(db, model_id, names, [(o[0], o[1]) for o in ok],
+                                      np.stack([o[2] for o in ok]), ood=[o[3] for o in ok],
+                                      unfamiliar=[o[4] for o in ok])
+                record_failures(db, failed)
+                n_pred += len(ok)
+                n_fail += len(failed)
+                if last:
+                    db.execute(
+                        "INSERT INTO archive_shards(work_id, shard, model_id, predicted, failed, "
+                        "merged_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        [m.work_id, s, model_id, n_pred, n_fail, now_iso()])
+            held = time.perf_counter() - t0
+            rep.longest_tx_s = max(rep.longest_tx_s, held)
+            rep.predicted += len(ok)
+            rep.failed += failed
+            done += len(part["row"])
+            counted(progress, done, total, f"shard {s}")
+            time.sleep(min(held, 0.05))  # a window for the writers queued behind this batch
+        rep.shards += 1
+    if rep.shards:
+        active = active_model(db)
+        if active is not None and active["id"] == model_id:
+            sync_auto_labels(db, model_id)
+    rep.seconds = time.perf_counter() - t_start
+    return rep
+
+
+def _check(db: Database, part: dict[str, list[Any]]) -> tuple[
+        list[tuple[int, str, np.ndarray, float | None, str | None]], list[tuple[str, str]]]:
+    """Split one batch of answers into predictions to store (the bytes read are the stored
+    image) and failures (path, reason)."""
+    ids = part["image_id"]
+    marks = ",".join("?" * len(ids))
+    stored = dict(db.execute(f"SELECT id, sha256 FROM images WHERE id IN ({marks})", ids).fetchall()
+                  ) if ids else {}
+    ok: list[tuple[int, str, np.ndarray, float | None, str | None]] = []
+    failed: list[tuple[str, str]] = []
+    for image_id, path, sha, probs, error, ood, why in zip(
+            ids, part["path"], part["sha256"], part["probs"], part["error"], part["ood"],
+            part["unfamiliar"]):
+        if error is not None:
+            failed.append((path, error))
+        elif image_id not in stored:
+            failed.append((path, f"image {image_id} is no longer in the database; not stored"))
+        elif sha != stored[image_id]:
+            reason = (f"the file changed since it was ingested (SHA-256 {str(sha)[:12]}… read, "
+                      f"{stored[image_id][:12]}… stored); not predicted — ingest it again")
+            failed.append((path, reason))
+        else:
+            ok.append((int(image_id), str(sha), np.asarray(probs, np.float32), ood, why))
+    return ok, failed
+
+
+def status(root: str | Path, db: Database | None = None) -> dict[str, Any]:
+    """Where a work folder stands: shards and images planned, predicted (result files),
+    unreadable, and — with ``db`` — merged into that database."""
+    wd = WorkDir(root)
+    m = wd.manifest()
+    done = wd.done(m)
+    k = len(m.class_names)
+    failed = 0
+    providers: set[str] = set()
+    for s in done:
+        t = wd.read_result(s, k).select(["error", "provider"])
+        failed += len(t) - t.column("error").null_count
+        providers.update(str(p) for p in t.column("provider").unique().to_pylist())
+    planned = [s for s, n in enumerate(m.shards) if n]
+    out: dict[str, Any] = {
+        "work_dir": str(wd.root), "work_id": m.work_id, "model": m.model_version,
+        "created_at": m.created_at, "shards": len(planned), "images": m.images,
+        "shards_predicted": len(done), "images_predicted": sum(m.shards[s] for s in done),
+        "unreadable": failed, "providers": sorted(providers),
+    }
+    if db is not None:
+        migrate(db)
+        merged = merged_shards(db, m.work_id)
+        out["shards_merged"] = len(merged)
+        out["images_merged"] = sum(m.shards[s] for s in merged if s < len(m.shards))
+    return out
+
+
+def status_text(st: dict[str, Any]) -> str:
+    lines = [
+        f"{st['work_dir']}: model {st['model']}, {st['images']:,} images in {st['shards']} shards",
+        f"  predicted: {st['shards_predicted']}/{st['shards']} shards, "
+        f"{st['images_predicted']:,} images ({st['unreadable']:,} unreadable)"
+        + (f" on {', '.join(st['providers'])}" if st["providers"] else ""),
+    ]
+    if "shards_merged" in st:
+        lines.append(f"  merged:    {st['shards_merged']}/{st['shards']} shards, "
+                     f"{st['images_merged']:,} images")
+    return "\n".join(lines)
