@@ -63,7 +63,10 @@ def test_every_navigation_control_with_a_name_set(server):
             settle(page)
 
             clicked = 0
-            for q in ("uncertain", "mixed", "spot-check (auto)"):
+            from ui.common import QUEUE_LABELS
+
+            for key in ("uncertain", "mixed", "auto", "blind"):  # every queue button of the Overview
+                q = QUEUE_LABELS[key].lower()
                 page.get_by_role("link", name="Overview").first.click()
                 settle(page)
                 button = page.get_by_role("button", name=f"Review {q}")
@@ -74,7 +77,7 @@ def test_every_navigation_control_with_a_name_set(server):
                 settle(page)
                 no_exception(page, f"Review {q}", log)
                 name_kept(page, f"Review {q}")
-                assert "/review" in page.url, page.url
+                assert "/review" in page.url and f"queue={key}" in page.url, page.url
                 clicked += 1
             assert clicked >= 2, "the demo database has at least two non-empty queues"
 
