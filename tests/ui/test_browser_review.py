@@ -166,6 +166,9 @@ def test_reload_keeps_the_queue_and_blind_check_hides_the_answer(browser, tmp_pa
         page.get_by_role("radio", name="Blind spot-check").click()
         settle(page)
         page.get_by_text("Which class is this?").wait_for(timeout=10_000)
+        # the previous queue's elements leave once the rerun has finished removing stale ones
+        page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"]').length === 0",
+                               timeout=15_000)
         assert page.get_by_role("button", name="Accept").count() == 0, "no answer to accept"
         assert page.locator('[data-testid="stPlotlyChart"]').count() == 0, "no probabilities"
         page.reload()
