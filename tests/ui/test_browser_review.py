@@ -97,10 +97,17 @@ def test_keys_work_after_clicks_help_overlay_and_several(browser, tmp_path):
         assert [r[2] for r in labels(db_path)] == ["accept"]
         # click an order button, then S: the image is skipped
         page.get_by_role("radio", name="Entropy").click()
+        page.wait_for_selector('[role="radio"][aria-checked="true"]:has-text("Entropy")', timeout=15_000)
+        settle(page)
+        page.wait_for_timeout(800)  # the new order may bring another image: let that rerun end
         settle(page)
         next_image_after(page, "s")
-        skips = open_db(db_path).execute("SELECT COUNT(*) FROM skips WHERE reviewer = 'alice'").fetchone()[0]
-        assert skips == 1
+        db = open_db(db_path)
+        for _ in range(50):  # the skip is written by the callback of the key press
+            if db.execute("SELECT COUNT(*) FROM skips WHERE reviewer = 'alice'").fetchone()[0] == 1:
+                break
+            page.wait_for_timeout(200)
+        assert db.execute("SELECT COUNT(*) FROM skips WHERE reviewer = 'alice'").fetchone()[0] == 1
         # ? lists the keys; Esc closes the list
         page.keyboard.press("?")
         help_box = page.locator('[data-testid="semtriage-keys-help"]')
