@@ -5,12 +5,14 @@ the decisions), so a second reviewer sees the same thumbnails until someone conf
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
 
 from core import review
 from core.errors import ClaimConflict, SemTriageError
 from ui.auth import reviewer
-from ui.cache import clear_after_label
+from ui.cache import clear_after_label, grid_counts
 from ui.state import K, db
 
 
@@ -20,6 +22,21 @@ def odd_key(iid: int) -> str:
 
 def class_key(iid: int) -> str:
     return f"grid_cls_{iid}"
+
+
+def offer_counts(db_: Any, key: str, model_id: int, who: str, include_auto: bool
+                 ) -> tuple[dict[str, int], dict[str, int]]:
+    """Per predicted class: what Grid confirm can offer ``who`` now (the cached class counts less
+    what other reviewers have on screen — claims change by the second, so that part is asked
+    every run; it is a small table), and that 'on other screens' part itself."""
+    counts = dict(grid_counts(db_, key, model_id, include_auto))
+    try:
+        busy = review.grid_claimed_by_others(db_, model_id, who, include_auto=include_auto)
+    except SemTriageError:
+        busy = {}
+    for c, k in busy.items():
+        counts[c] = max(0, counts.get(c, 0) - k)
+    return counts, busy
 
 
 def class_chosen() -> None:

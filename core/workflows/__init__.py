@@ -2,13 +2,20 @@
 seen, re-route, sync auto labels) and building the demo database.
 """
 
-from core.workflows.demo import DEMO_SEED, REFERENCE_EVERY, build_demo, use_default_model
+from core.workflows.demo import (
+    DEMO_SEED,
+    REFERENCE_EVERY,
+    build_demo,
+    demo_belongs_in,
+    use_default_model,
+)
 from core.workflows.lifecycle import promote
 
 __all__ = [
     "DEMO_SEED",
     "REFERENCE_EVERY",
     "build_demo",
+    "demo_belongs_in",
     "promote",
     "use_default_model",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from core.access import User, require_admin
-from core.config import DEFAULT_MODEL, DEMO_DIR, Settings
+from core.config import DEFAULT_DB, DEFAULT_MODEL, DEMO_DIR, Settings
 from core.errors import InvalidValue, ModelError
 from core.intake import ingest
 from core.models import active_model, file_changed, model_classifier, register_model
@@ -27,6 +27,13 @@ from core.workflows.lifecycle import promote
 
 DEMO_SEED = 0
 REFERENCE_EVERY = 10
+
+
+def demo_belongs_in(db_path: str | Path) -> bool:
+    """Whether the app may offer to build the demo into ``db_path``: only the checkout's own
+    database (``DEFAULT_DB``), never one a lab named with SEMTRIAGE_DB (scripts/app.sh applies
+    the same rule)."""
+    return Path(db_path).resolve() == DEFAULT_DB.resolve()
 
 
 def use_default_model(db: Database, *, model_path: Path = DEFAULT_MODEL, by: User | None = None

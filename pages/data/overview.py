@@ -1,7 +1,6 @@
 """Overview: where the collection stands — totals, queues to work on, and four charts."""
 
 import html
-from pathlib import Path
 
 import pandas as pd
 import plotly.express as px
@@ -9,10 +8,10 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from core.config import DEFAULT_DB, DEFAULT_MODEL
+from core.config import DEFAULT_MODEL
 from core.errors import SemTriageError
 from core.review import GLOBAL, get_thresholds, label_version
-from core.workflows import build_demo
+from core.workflows import build_demo, demo_belongs_in
 from ui import certification
 
 K = ui.K
@@ -22,9 +21,7 @@ ov = ui.overview(db, key)
 
 if ov["images"] == 0:
     ui.no_images_hint()
-    # the demo goes only into the checkout's own database, never into a lab's (SEMTRIAGE_DB)
-    own_db = Path(ui.settings().db).resolve() == DEFAULT_DB.resolve()
-    if own_db and DEFAULT_MODEL.is_file() and ui.is_admin() and st.button(
+    if demo_belongs_in(ui.settings().db) and DEFAULT_MODEL.is_file() and ui.is_admin() and st.button(
         "Load the demo (300 synthetic micrographs + default model)", key="ov_demo",
         icon=":material/science:",
     ):

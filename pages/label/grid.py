@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 from core import review
 from core.errors import SemTriageError
-from ui.grid import class_chosen, class_key, confirm, odd_key
+from ui.grid import class_chosen, class_key, confirm, odd_key, offer_counts
 
 K, ss = ui.K, st.session_state
 st.title(":material/grid_view: Grid confirm")
@@ -36,12 +36,7 @@ KEYS = [("Enter", "confirm the unticked ones as this class, relabel the ticked o
 top = st.columns([2, 1.2, 1.6, 1], vertical_alignment="bottom")
 with_auto = top[3].toggle("Include auto-accepted", key=K.grid_auto, persist_state="session",
                           help="Also show images already auto-labelled (a spot check)")
-counts = dict(ui.grid_counts(db, key, model["id"], with_auto))
-try:  # what other reviewers have on screen now cannot be offered: leave it out of the counts
-    for c, k in review.grid_claimed_by_others(db, model["id"], reviewer, include_auto=with_auto).items():
-        counts[c] = max(0, counts.get(c, 0) - k)
-except SemTriageError as e:
-    ui.show_error(e)
+counts, busy_elsewhere = offer_counts(db, key, model["id"], reviewer, with_auto)
 if ss.get(K.grid_class) not in names:  # start on the class with most to confirm
     ss[K.grid_class] = max(names, key=lambda c: counts.get(c, 0))
 cls = top[0].selectbox("Predicted class", names, index=names.index(ss[K.grid_class]), key=K.grid_class_box,
@@ -60,7 +55,7 @@ except SemTriageError as e:
     ui.show_error(e)
     st.stop()
 if not rows:
-    others = review.grid_claimed_by_others(db, model["id"], reviewer, include_auto=with_auto).get(cls, 0)
+    others = busy_elsewhere.get(cls, 0)
     busy = f" ({others:,} are on other reviewers' screens now)" if others else ""
     st.success(f"No unreviewed images predicted {ui.esc(cls)}{busy} — pick another class.",
                icon=":material/task_alt:")

@@ -67,16 +67,23 @@ def serve(db_path, tmp_path):
     return start_server(db_path, tmp_path, tmp_path / "streamlit.log")
 
 
-def open_review(browser, url, query=""):
+def open_page(browser, url, path, wait_for, on_request=None):
+    """A 1600×1000 page on ``url + path`` once ``wait_for`` shows (a fresh server's first
+    session goes to the app's own page first: Streamlit's 'Page not found' otherwise)."""
     page = browser.new_page(viewport={"width": 1600, "height": 1000})
-    page.goto(url)  # a fresh server's first session: the app's own page first
+    if on_request is not None:
+        page.on("request", on_request)
+    page.goto(url)
     page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
     settle(page)
-    page.goto(f"{url}/review?reviewer=alice{query}")
-    page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
-    page.wait_for_selector(MAIN_IMAGE, timeout=30_000)
+    page.goto(url + path)
+    page.wait_for_selector(wait_for, timeout=30_000)
     settle(page)
     return page
+
+
+def open_review(browser, url, query=""):
+    return open_page(browser, url, f"/review?reviewer=alice{query}", MAIN_IMAGE)
 
 
 def labels(db_path):
@@ -194,13 +201,7 @@ def test_grid_enter_confirms_after_ticking_a_thumbnail(browser, tmp_path):
     db_path = build_app_db(tmp_path)
     proc, url = serve(db_path, tmp_path)
     try:
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(url)
-        page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
-        settle(page)
-        page.goto(f"{url}/grid?reviewer=alice")
-        page.wait_for_selector('[data-testid="stMain"] [data-testid="stCheckbox"]', timeout=30_000)
-        settle(page)
+        page = open_page(browser, url, "/grid?reviewer=alice", '[data-testid="stMain"] [data-testid="stCheckbox"]')
         assert open_db(db_path).execute("SELECT COUNT(*) FROM claims").fetchone()[0] == 0
         page.locator('[data-testid="stMain"] [data-testid="stCheckbox"]').first.click()
         settle(page)
@@ -217,15 +218,8 @@ def test_the_app_asks_nothing_of_outside_hosts(browser, tmp_path):
     db_path = build_app_db(tmp_path)
     proc, url = serve(db_path, tmp_path)
     try:
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
         asked: list[str] = []
-        page.on("request", lambda r: asked.append(r.url))
-        page.goto(url)
-        page.wait_for_selector('[data-testid="stApp"]', timeout=30_000)
-        settle(page)
-        page.goto(f"{url}/review?reviewer=alice")
-        page.wait_for_selector(MAIN_IMAGE, timeout=30_000)
-        settle(page)
+        page = open_page(browser, url, "/review?reviewer=alice", MAIN_IMAGE, lambda r: asked.append(r.url))
         icon = page.evaluate("() => [...document.querySelectorAll('link[rel~=icon]')].map(l => l.href)")
         assert icon and all(h.startswith(url) for h in icon), icon
         outside = [u for u in asked if not u.startswith((url, "data:", "blob:"))]
