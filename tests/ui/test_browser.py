@@ -62,8 +62,10 @@ def test_review_by_keyboard_undo_and_export(server, tmp_path):
                 if key == "m":  # several: then the classes present, then Enter
                     page.keyboard.press("m")
                     page.get_by_text("choose the classes present, then Enter").wait_for(timeout=10_000)
-                    for k in ("1", "2"):
+                    settle(page)  # the class keys belong to the 'several' buttons only once the rerun ends
+                    for n, k in enumerate(("1", "2"), 1):  # each toggle shows on the Save button
                         page.keyboard.press(k)
+                        page.get_by_role("button", name=f"Save {n} classes").wait_for(timeout=10_000)
                         settle(page)
                     key = "Enter"
                 seen.append(next_image_after(page, key))

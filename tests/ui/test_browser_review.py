@@ -99,6 +99,9 @@ def test_keys_work_after_clicks_help_overlay_and_several(browser, tmp_path):
         page = open_review(browser, url)
         # click a queue button, then Enter: the decision is taken (not the button pressed again)
         page.get_by_role("radio", name="All unreviewed").click()
+        page.wait_for_selector('[role="radio"][aria-checked="true"]:has-text("All unreviewed")', timeout=15_000)
+        settle(page)
+        page.wait_for_timeout(800)  # the new queue brings another image: let that rerun end
         settle(page)
         next_image_after(page, "Enter")
         assert [r[2] for r in labels(db_path)] == ["accept"]
@@ -126,10 +129,10 @@ def test_keys_work_after_clicks_help_overlay_and_several(browser, tmp_path):
         page.keyboard.press("m")
         page.get_by_text("choose the classes present, then Enter").wait_for(timeout=10_000)
         settle(page)
-        for key in ("1", "3"):
+        for n, key in enumerate(("1", "3"), 1):  # each toggle shows on the Save button
             page.keyboard.press(key)
+            page.get_by_role("button", name=f"Save {n} classes").wait_for(timeout=10_000)
             settle(page)
-        page.get_by_role("button", name="Save 2 classes").wait_for(timeout=10_000)
         next_image_after(page, "Enter")
         last = labels(db_path)[-1]
         assert last[1] == "several" and json.loads(last[3]) == [CLASSES[0], CLASSES[2]]
