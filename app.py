@@ -35,6 +35,7 @@ pages = {
         st.Page(ui.OVERVIEW_PAGE, title="Overview", icon=":material/dashboard:", default=True),
         st.Page(ui.REFERENCE_PAGE, title="Reference set", icon=":material/library_books:"),
         st.Page(ui.AGREEMENT_PAGE, title="Agreement", icon=":material/handshake:"),
+        st.Page(ui.SIMILARITY_PAGE, title="Similarity", icon=":material/hub:"),
         st.Page(ui.INGEST_PAGE, title="Ingest", icon=":material/upload:"),
         st.Page(ui.EXPORT_PAGE, title="Export", icon=":material/download:"),
         st.Page(ui.PARTICLES_PAGE, title="Particles", icon=":material/scatter_plot:"),

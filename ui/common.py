@@ -23,6 +23,7 @@ MODELS_PAGE = "pages/setup/models.py"
 ADJUDICATE_PAGE = "pages/label/adjudicate.py"
 AGREEMENT_PAGE = "pages/data/agreement.py"
 PARTICLES_PAGE = "pages/data/particles.py"
+SIMILARITY_PAGE = "pages/data/similarity.py"
 DISPLAY_MAX_PX = 1400  # longest side of the review image (Streamlit would shrink > 1460 anyway)
 
 

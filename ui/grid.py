@@ -45,9 +45,12 @@ def class_chosen() -> None:
     st.session_state[K.grid_class] = st.session_state[K.grid_class_box]
 
 
-def confirm(cls: str, ids: list[int]) -> None:
-    """Accept every image not ticked as ``cls``; the ticked ones get their chosen class. Images
-    another reviewer labelled or has on screen meanwhile are left to them (and counted)."""
+def confirm(cls: str, ids: list[int], preds: dict[int, str] | None = None) -> None:
+    """Give every image not ticked the class ``cls``; the ticked ones get their chosen class.
+    ``preds``: each image's predicted class when they differ (a neighbourhood from the
+    Similarity page) — the decision is then an accept where the class is the prediction and a
+    relabel elsewhere; None: every image is predicted ``cls``. Images another reviewer labelled
+    or has on screen meanwhile are left to them (and counted)."""
     ss = st.session_state
     db_, who = db(), reviewer()
     done = {"confirmed": 0, "relabelled": 0, "taken": 0}
@@ -60,15 +63,16 @@ def confirm(cls: str, ids: list[int]) -> None:
     done["taken"] = len(ids) - len(mine)
     for iid in mine:
         try:
+            pred = preds.get(iid, cls) if preds is not None else cls
             if ss.get(odd_key(iid)):
                 lab = ss.get(class_key(iid)) or cls
                 if lab in review.SPECIAL_LABELS:
                     review.decide(db_, iid, lab, reviewer=who)
                 else:
-                    review.decide(db_, iid, "accept" if lab == cls else "relabel", reviewer=who, label=lab)
+                    review.decide(db_, iid, "accept" if lab == pred else "relabel", reviewer=who, label=lab)
                 done["relabelled"] += 1
             else:
-                review.decide(db_, iid, "accept", reviewer=who, label=cls)
+                review.decide(db_, iid, "accept" if cls == pred else "relabel", reviewer=who, label=cls)
                 done["confirmed"] += 1
         except ClaimConflict:
             done["taken"] += 1  # another reviewer has it on screen: leave it to them

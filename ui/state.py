@@ -37,6 +37,9 @@ class K:
     grid_n = "grid_n"
     grid_auto = "grid_auto"
     grid_msg = "grid_msg"
+    grid_like = "grid_like"  # image id whose neighbourhood Grid confirm shows, else absent
+    sim_anchor = "sim_anchor"  # image id the Similarity page shows neighbours of
+    sim_msg = "sim_msg"  # (kind, text) to show once
     ref_page = "ref_page"
 
 

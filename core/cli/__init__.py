@@ -47,6 +47,13 @@ from core.cli.particles import (
 )
 from core.cli.reviewing import label, queue, thresholds
 from core.cli.root import cli, main
+from core.cli.similarity import (
+    similar,
+    similar_build,
+    similar_copies,
+    similar_neighbours,
+    similar_outliers,
+)
 from core.cli.training import card, card_summary, synth, train
 
 __all__ = [
@@ -106,6 +113,11 @@ __all__ = [
     "predict",
     "predict_archive",
     "queue",
+    "similar",
+    "similar_build",
+    "similar_copies",
+    "similar_neighbours",
+    "similar_outliers",
     "stats",
     "synth",
     "thresholds",

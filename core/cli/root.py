@@ -18,6 +18,7 @@ from core.cli.label_issues import issues
 from core.cli.models import model
 from core.cli.particles import particles
 from core.cli.reviewing import label, queue, thresholds
+from core.cli.similarity import similar
 from core.cli.training import card, synth, train
 from core.config import Settings
 from core.errors import SettingsError
@@ -40,7 +41,7 @@ def cli() -> None:
 
 for command in (init, ingest, predict, queue, label, export, stats, model, thresholds, demo,
                 backup, issues, synth, train, card, particles, fibres_group,
-                predict_archive):
+                predict_archive, similar):
     cli.add_command(command)
 cli.add_command(agreement_group, name="agreement")
 
