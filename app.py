@@ -58,6 +58,7 @@ with st.sidebar:
     ui.reviewer_sidebar()
     if not ui.reviewer():
         st.caption("Type your name to start reviewing.")
+    ui.theme_sidebar(ui.reviewer())
 
 try:
     db = ui.db()

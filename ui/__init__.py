@@ -47,10 +47,11 @@ from ui.common import (
     show_error,
     switch_page,
 )
-from ui.images import image_view, prefetch, zoom_view
+from ui.images import frame_range, image_view, levels_view, prefetch, raw_frame, zoom_view
 from ui.keys import keyboard
 from ui.state import K, data_dir, db, db_key, settings
-from ui.zoom import zoom_listener
+from ui.theme import is_dark, plotly_chart, theme_sidebar
+from ui.zoom import scale_bar_overlay, zoom_bar, zoom_listener
 
 __all__ = [
     "ADJUDICATE_PAGE",
@@ -81,28 +82,36 @@ __all__ = [
     "db_key",
     "esc",
     "facets",
+    "frame_range",
     "grid_counts",
     "image_view",
     "is_admin",
+    "is_dark",
     "keyboard",
+    "levels_view",
     "model_file_changed",
     "models",
     "no_images_hint",
     "no_model_hint",
     "overview",
     "per_class",
+    "plotly_chart",
     "prefetch",
+    "raw_frame",
     "recommendation",
     "reference_page",
     "require_admin",
     "reviewer",
     "reviewer_sidebar",
+    "scale_bar_overlay",
     "settings",
     "show_error",
     "sign_in_gate",
     "switch_page",
+    "theme_sidebar",
     "threshold_preview",
     "user",
+    "zoom_bar",
     "zoom_listener",
     "zoom_view",
 ]

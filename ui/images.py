@@ -1,5 +1,6 @@
 """Display images: the review image and data bar as PNGs (cached by path and mtime, the next
-one prefetched in the background) and the 1:1 region around a click (zoom)."""
+one prefetched in the background); the closer look (zoomed windows and the reviewer's levels)
+drawn from the full-resolution stored values, decoded once per image into a bounded cache."""
 
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ from typing import Any
 
 import streamlit as st
 
-from core.images import WORK_SIDE, crop_around, encode_png, read_image, resize
+from core.images import (
+    WORK_SIDE,
+    RawFrame,
+    ZoomWindow,
+    encode_png,
+    fit_png,
+    read_frame,
+    read_image,
+    resize,
+    value_range,
+    zoom_png,
+)
 from ui.common import DISPLAY_MAX_PX
 from ui.state import settings
 
@@ -66,16 +78,46 @@ def prefetch(path: str, max_side: int = DISPLAY_MAX_PX) -> None:
 
 
 @st.cache_resource(max_entries=2, show_spinner="Reading the full-resolution image…")
-def _scan(path: str, mtime: float) -> Any:
-    # the decoded scan area (data bar cut off), kept for the zoom clicks that follow the first
-    return read_image(path, max_pixels=settings().max_pixels).scan
+def _frame(path: str, mtime: float) -> RawFrame:
+    # the stored samples of the scan area (data bar cut off), kept for the zooms, pans and
+    # level changes that follow the first: two images at most (the one on screen, the one
+    # before), read-only once made, so sessions may share them
+    return read_frame(path, max_pixels=settings().max_pixels)
 
 
-def zoom_view(path: str, fx: float, fy: float, width: int, height: int) -> bytes:
-    """PNG of the ``width`` × ``height`` region at 1:1 around (``fx``, ``fy``) — fractions of
-    the scan's width and height — for click-to-zoom. Raises ImageReadError like image_view."""
+def raw_frame(path: str) -> RawFrame:
+    """The full-resolution stored values of one image's scan area and its default window,
+    decoded once per image (by path and modification time) for every zoom, pan and level
+    change. Raises ImageReadError like image_view."""
     try:
         mtime = os.path.getmtime(path)
     except OSError:
         mtime = -1.0
-    return encode_png(crop_around(_scan(path, mtime), fx, fy, width, height))
+    return _frame(path, mtime)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _range(path: str, mtime: float) -> tuple[float, float]:
+    return value_range(_frame(path, mtime).raw)
+
+
+def frame_range(path: str) -> tuple[float, float]:
+    """The smallest and largest stored value of the image's scan area (the level sliders'
+    bounds), computed once per image."""
+    try:
+        mtime = os.path.getmtime(path)
+    except OSError:
+        mtime = -1.0
+    return _range(path, mtime)
+
+
+def zoom_view(path: str, win: ZoomWindow, lo: float, hi: float) -> bytes:
+    """PNG of the window ``win`` of the image (at its zoom), windowed between the stored values
+    ``lo`` (black) and ``hi`` (white). Raises ImageReadError like image_view."""
+    return zoom_png(raw_frame(path).raw, win, lo, hi)
+
+
+def levels_view(path: str, lo: float, hi: float, max_side: int = DISPLAY_MAX_PX) -> bytes:
+    """PNG of the whole scan (at most ``max_side`` px) between the stored values ``lo`` and
+    ``hi`` — the fitted view once the reviewer has changed the levels."""
+    return fit_png(raw_frame(path).raw, lo, hi, max_side)

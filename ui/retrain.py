@@ -266,7 +266,7 @@ def _comparison(db: Any, cand: dict[str, Any], admin: bool) -> None:
                         help="Precision of auto-accepted labels at the current thresholds")
             st.caption(f"95 % interval {m['interval'][0]:.1%}–{m['interval'][1]:.1%} · auto-accepts "
                        f"{a['coverage']:.0%} of these images ({a['accepted']}, {a['correct']} right)")
-            st.plotly_chart(_heatmap(m["confusion_matrix"], "Confusion"), key=f"rt_cm_{who}")
+            ui.plotly_chart(st, _heatmap(m["confusion_matrix"], "Confusion"), key=f"rt_cm_{who}")
     rec = pd.DataFrame({"class": list(c["candidate"]["per_class"]),
                         "images": [v["support"] for v in c["candidate"]["per_class"].values()],
                         "candidate recall": [v["recall"] for v in c["candidate"]["per_class"].values()]})
@@ -362,7 +362,7 @@ def recommendation(db: Any, active: dict[str, Any], admin: bool) -> None:
                           title="Risk–coverage on held-out human labels",
                           xaxis={"title": "share auto-accepted", "tickformat": ".0%"},
                           yaxis={"title": "error of auto-accepted", "tickformat": ".0%"})
-        st.plotly_chart(fig, key="rec_curve")
+        ui.plotly_chart(st, fig, key="rec_curve")
     rows = [{"class": c, "threshold": r.threshold, "own": not r.fallback, "predicted as": r.n,
              "accepted": r.n_accepted, "errors": r.errors, "bound": r.risk_upper}
             for c, r in recs.items() if c != "*"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core import agreement, review
+from core import agreement, images, review
 from core.errors import ClaimConflict, SemTriageError
 from ui.auth import reviewer, user
 from ui.cache import clear_after_label
@@ -85,18 +85,121 @@ def review_several_cancel() -> None:
 
 
 def review_zoom() -> None:
-    """A click on the review image: zoom to 1:1 around it, or (zoomed) back to the whole image."""
+    """The zoom listener reported: a click on the fitted image (zoom there: 1:1, or at least
+    twice the fitted view for a small image), a click on the zoomed one (back to the whole
+    image), a zoom level from the zoom bar (kept centred) or a pan by half a view."""
     ss = st.session_state
-    click = (ss.get(K.review_zoom_listener) or {}).get("zoom") or {}
-    if click.get("out") or ss.get(K.review_zoom):
+    got = (ss.get(K.review_zoom_listener) or {}).get("zoom") or {}
+    zoom, size = ss.get(K.review_zoom), ss.get(K.review_size)
+    iid = ss.get(K.review_current)
+    if size is None or size[0] != iid:
+        return  # nothing on screen to zoom (or another image by now)
+    _, width, height = size
+    if "pan" in got:
+        try:
+            dx, dy = (int(v) for v in got["pan"])
+        except (TypeError, ValueError):
+            return
+        if zoom:
+            win = images.pan(zoom_window(zoom, width, height), max(-1, min(dx, 1)), max(-1, min(dy, 1)))
+            zoom["fx"], zoom["fy"] = win.centre
+        return
+    if "level" in got:
+        if got["level"] not in [str(z) for z in images.ZOOM_LEVELS]:
+            ss.pop(K.review_zoom, None)  # Fit
+        elif zoom:
+            zoom["zoom"] = int(got["level"])
+        elif (box := _box(got)) is not None:
+            ss[K.review_zoom] = {"image_id": iid, "fx": 0.5, "fy": 0.5, "w": box[0], "h": box[1],
+                                 "zoom": int(got["level"])}
+        return
+    if got.get("out") or zoom:
         ss.pop(K.review_zoom, None)
         return
+    box = _box(got)
     try:
-        fx, fy, w, h = (float(click[k]) for k in ("fx", "fy", "w", "h"))
+        fx, fy = float(got["fx"]), float(got["fy"])
     except (KeyError, TypeError, ValueError):
         return
-    ss[K.review_zoom] = {"image_id": ss.get(K.review_current), "fx": fx, "fy": fy,
-                         "w": max(64, min(int(w), 4000)), "h": max(64, min(int(h), 4000))}
+    if box is None:
+        return
+    ss[K.review_zoom] = {"image_id": iid, "fx": fx, "fy": fy, "w": box[0], "h": box[1],
+                         "zoom": images.click_zoom(box[0] / max(1, width))}
+
+
+def _box(got: dict) -> tuple[int, int] | None:
+    """The displayed size the listener reported, within sane bounds (None when absent)."""
+    try:
+        w, h = int(float(got["w"])), int(float(got["h"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if w <= 0 or h <= 0:
+        return None
+    return max(64, min(w, 4000)), max(64, min(h, 4000))
+
+
+def zoom_window(zoom: dict, width: int, height: int) -> images.ZoomWindow:
+    """The window the zoom state shows of a ``width`` × ``height`` scan."""
+    return images.zoom_window(width, height, zoom["fx"], zoom["fy"], zoom["w"], zoom["h"],
+                              int(zoom.get("zoom", 1)))
+
+
+def levels_keys(iid: int) -> tuple[str, str, str]:
+    """Widget keys of one image's window / level controls: the mode, the stored-value slider
+    and the percentile slider (per image: the next image starts from its own default)."""
+    p = K.review_levels
+    return f"{p}_by_{iid}", f"{p}_raw_{iid}", f"{p}_pct_{iid}"
+
+
+LEVELS_RAW, LEVELS_PCT = "Stored values", "Percentiles"
+DEFAULT_PCT = (0.5, 99.5)
+
+
+def review_levels(iid: int, frame: images.RawFrame) -> tuple[float, float]:
+    """The window (stored values shown black and white) chosen for this image with its level
+    widgets; the image's default window while they are untouched."""
+    ss = st.session_state
+    by, raw, pct = levels_keys(iid)
+    if ss.get(by) == LEVELS_PCT:
+        return images.percentile_window(frame.raw, *ss.get(pct, DEFAULT_PCT))
+    if ss.get(raw):
+        lo, hi = ss[raw]
+        return float(lo), float(hi)
+    return frame.lo, frame.hi
+
+
+def levels_controls(iid: int, frame: images.RawFrame, bounds: tuple[float, float]) -> None:
+    """The window / level controls of one image: by stored values (a low / high slider over the
+    image's own range) or by percentiles, the window in numbers, and a reset."""
+    by, raw, pct = levels_keys(iid)
+    lo_b, hi_b = min(bounds[0], frame.lo), max(bounds[1], frame.hi)
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small")
+    mode = row.segmented_control("Window by", [LEVELS_RAW, LEVELS_PCT], default=LEVELS_RAW, key=by,
+                                 required=True, help="Stored values: the raw numbers in the file. "
+                                 "Percentiles: the values that many percent of the pixels lie below.")
+    row.button("Reset levels", key=f"{K.review_levels}_reset_{iid}", icon=":material/restart_alt:",
+               on_click=review_levels_reset, args=(iid,))
+    if hi_b <= lo_b:
+        st.caption("Every pixel has the same value: there is no contrast to adjust.")
+        return
+    if mode == LEVELS_PCT:
+        st.slider("Black and white at (percentiles)", 0.0, 100.0, DEFAULT_PCT, step=0.1, format="%.1f %%",
+                  key=pct)
+    elif frame.raw.dtype.kind in "uib":
+        st.slider(f"Black and white at (stored values, {frame.bit_depth}-bit)", int(lo_b), int(hi_b),
+                  (int(frame.lo), int(frame.hi)), step=1, key=raw)
+    else:
+        st.slider("Black and white at (stored values)", float(lo_b), float(hi_b), (float(frame.lo), float(frame.hi)),
+                  step=(hi_b - lo_b) / 1000, format="%.4g", key=raw)
+    lo, hi = review_levels(iid, frame)
+    st.caption(f"Black at {lo:,.6g}, white at {hi:,.6g} (stored values; the file holds {bounds[0]:,.6g}–"
+               f"{bounds[1]:,.6g}).")
+
+
+def review_levels_reset(iid: int) -> None:
+    """Back to the image's default window."""
+    for k in levels_keys(iid):
+        st.session_state.pop(k, None)
 
 
 def review_unzoom() -> None:

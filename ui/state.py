@@ -29,8 +29,15 @@ class K:
     review_done = "review_done"  # decisions in this session
     review_msg = "review_msg"  # (kind, text) to show once
     review_several = "review_several"  # classes chosen so far while marking 'several', else absent
-    review_zoom = "review_zoom"  # {image_id, fx, fy, w, h} while zoomed in, else absent
+    review_zoom = "review_zoom"  # {image_id, fx, fy, w, h, zoom} while zoomed in, else absent
     review_zoom_listener = "rv_zoom_listener"  # the click-to-zoom component's state
+    review_size = "review_size"  # (image id, width, height) of the scan on screen, in image px
+    review_levels_on = "rv_levels_on"  # toggle: the window / level controls shown
+    review_levels = "rv_levels"  # prefix of the per-image level widgets (ui.review.levels_keys)
+    theme = "theme"  # sidebar: light / dark / system (ui.theme)
+    theme_system = "_theme_system"  # what the browser prefers, as its listener reported ('light' until then)
+    theme_user = "_theme_user"  # the reviewer whose stored theme was read (once per name)
+    theme_listener = "theme_listener"  # the system-preference listener's state
     grid_class = "grid_class"  # the chosen class (non-widget: survives label changes of the box)
     grid_class_box = "grid_class_box"
     grid_size = "grid_size"

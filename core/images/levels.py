@@ -1,5 +1,7 @@
 """Grey levels: windowing raw samples (16-bit, 32-bit, float) to [0, 1] between robust
-percentiles, and the even sampling those percentiles are computed on."""
+percentiles, and the even sampling those percentiles are computed on; the reviewer's own
+window / level (``apply_window`` between chosen raw values, ``percentile_window``,
+``value_range`` for the bounds of the controls)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,35 @@ def window(arr: np.ndarray, lo_pct: float = 0.5, hi_pct: float = 99.5) -> np.nda
     a = np.asarray(arr)
     lo, hi = _percentiles(a, lo_pct, hi_pct)
     return _apply_window(a, lo, hi)
+
+
+def apply_window(arr: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Map raw samples to float32 [0, 1]: ``lo`` (and below) to 0, ``hi`` (and above) to 1,
+    linear between (window / level on the stored values, 8- or 16-bit or float). NaN becomes 0;
+    ``hi <= lo`` (or a bound not finite) gives zeros."""
+    return _apply_window(np.asarray(arr), float(lo), float(hi))
+
+
+def percentile_window(arr: np.ndarray, lo_pct: float, hi_pct: float) -> tuple[float, float]:
+    """The raw values at the ``lo_pct`` and ``hi_pct`` percentiles of ``arr`` (finite values;
+    exact for 8- and 16-bit integers, on an even sample of at most 2^18 values otherwise).
+    When they coincide, the finite min / max. Percentiles outside [0, 100] are clipped and
+    swapped ones put in order."""
+    lo_pct, hi_pct = sorted(min(max(float(p), 0.0), 100.0) for p in (lo_pct, hi_pct))
+    return _percentiles(np.asarray(arr), lo_pct, hi_pct)
+
+
+def value_range(arr: np.ndarray) -> tuple[float, float]:
+    """The finite minimum and maximum of ``arr`` ((0.0, 0.0) when it holds none)."""
+    a = np.asarray(arr)
+    if a.size == 0:
+        return 0.0, 0.0
+    if a.dtype == np.bool_:
+        a = a.view(np.uint8)
+    if a.dtype.kind == "f":
+        finite = a[np.isfinite(a)]
+        return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 0.0)
+    return float(a.min()), float(a.max())
 
 
 def _sample(a: np.ndarray, n: int) -> np.ndarray:

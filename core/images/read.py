@@ -113,6 +113,58 @@ def read_image(
     (``SemImage.reduction``; width, height and the data bar stay in the file's pixels).
     """
     p = os.fspath(path)
+    dec, kind = _decode(p, max_pixels, max_bytes)
+    try:
+        return _finish(p, dec, max_side)
+    except MemoryError:
+        raise ImageReadError(p, f"not enough memory to decode this {kind} image") from None
+    except Exception as e:
+        raise ImageReadError(p, _describe_decode_error(kind, e)) from e
+
+
+@dataclass
+class RawFrame:
+    """The scan area as stored (no windowing): what the reviewer's window / level and the
+    zoomed views are drawn from, at full resolution."""
+
+    raw: np.ndarray  # 2-D, the stored samples (uint8, uint16, float32, ...) above the data bar
+    lo: float  # the default window: raw ``lo`` shows black and ``hi`` white, as read_image maps it
+    hi: float
+    bit_depth: int
+    pixel_size_m: float | None
+
+    @property
+    def width(self) -> int:
+        return int(self.raw.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.raw.shape[0])
+
+
+def read_frame(
+    path: str | os.PathLike[str], *, max_pixels: int = 200_000_000, max_bytes: int | None = None
+) -> RawFrame:
+    """The full-resolution scan area of an image file with its stored values (8-bit, 16-bit,
+    float...) and the window :func:`read_image` would apply, so that
+    ``apply_window(frame.raw, frame.lo, frame.hi)`` is ``read_image(path).scan``. Half the
+    memory of the float frame for 16-bit files. Raises :class:`ImageReadError` as read_image."""
+    p = os.fspath(path)
+    dec, kind = _decode(p, max_pixels, max_bytes)
+    grey = dec.grey
+    try:
+        bar = _databar_rows(dec, grey)
+        lo, hi = _default_window(dec, grey, bar)
+    except MemoryError:
+        raise ImageReadError(p, f"not enough memory to decode this {kind} image") from None
+    except Exception as e:
+        raise ImageReadError(p, _describe_decode_error(kind, e)) from e
+    return RawFrame(raw=grey[: grey.shape[0] - bar], lo=lo, hi=hi, bit_depth=int(dec.bit_depth),
+                    pixel_size_m=dec.pixel_size_m)
+
+
+def _decode(p: str, max_pixels: int, max_bytes: int | None) -> tuple[_Decoded, str]:
+    """The decoded samples and metadata of one file, every failure an ImageReadError."""
     size = _check_file(p, max_bytes)
     head = _read_head(p)
     kind = sniff_kind(head)
@@ -121,10 +173,8 @@ def read_image(
         raise ImageReadError(p, "not an image file (no TIFF, PNG, JPEG or BMP signature)")
     try:
         if kind == "TIFF":
-            dec = _decode_tiff(p, size, head, max_pixels)
-        else:
-            dec = _decode_pillow(p, kind, max_pixels)
-        return _finish(p, dec, max_side)
+            return _decode_tiff(p, size, head, max_pixels), kind
+        return _decode_pillow(p, kind, max_pixels), kind
     except ImageReadError:
         raise
     except MemoryError:
@@ -452,25 +502,37 @@ def _invert(a: np.ndarray) -> np.ndarray:
     return -a.astype(np.float32) if a.dtype.kind == "i" else -a
 
 
+def _databar_rows(dec: _Decoded, grey: np.ndarray) -> int:
+    """Rows of the data bar: from the metadata, else the heuristic (0 when none)."""
+    bar = dec.databar_px if dec.databar_px is not None else detect_databar(grey)
+    return max(0, int(bar))
+
+
+def _default_window(dec: _Decoded, grey: np.ndarray, bar: int) -> tuple[float, float]:
+    """The raw values shown black and white: the full scale of 8-bit (and fewer) samples, else
+    robust percentiles of the scan area (of the whole frame when the scan area is blank)."""
+    if dec.scale is not None:
+        return 0.0, 1.0 / dec.scale
+    lo, hi = _percentiles(grey[: grey.shape[0] - bar], 0.5, 99.5)
+    if hi <= lo and bar:  # a blank scan area: window on the whole frame to keep the bar
+        lo, hi = _percentiles(grey, 0.5, 99.5)
+    return lo, hi
+
+
 def _finish(p: str, dec: _Decoded, max_side: int | None = None) -> SemImage:
     grey = dec.grey
     h, w = grey.shape
-    bar = dec.databar_px
-    source = "metadata"
-    if bar is None:
-        bar = detect_databar(grey)
-        source = "heuristic"
+    source = "metadata" if dec.databar_px is not None else "heuristic"
+    bar = _databar_rows(dec, grey)
     if bar <= 0:
-        bar, source = 0, "none"
+        source = "none"
     f = -(-max(h, w) // max_side) if max_side and max(h, w) > max_side else 1
     if dec.scale is not None:
         frame = block_mean(grey, f) if f > 1 else grey
         data = np.multiply(frame, np.float32(dec.scale), dtype=np.float32)
         np.clip(data, 0.0, 1.0, out=data)
     else:
-        lo, hi = _percentiles(grey[: h - bar], 0.5, 99.5)
-        if hi <= lo and bar:  # a blank scan area: window on the whole frame to keep the bar
-            lo, hi = _percentiles(grey, 0.5, 99.5)
+        lo, hi = _default_window(dec, grey, bar)
         data = _apply_window(block_mean(grey, f) if f > 1 else grey, lo, hi)
     del grey
     dec.grey = data  # the decoded samples are freed here, not when the caller lets go

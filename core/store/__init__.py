@@ -15,12 +15,13 @@ from core.store.schema import (
     m006_counts,
     m007_label_classes_context,
 )
-from core.store.settings import get_setting, set_setting
+from core.store.settings import THEMES, get_setting, set_setting, set_user_theme, user_theme
 
 __all__ = [
     "BULK_YIELD_S",
     "BUSY_TIMEOUT_S",
     "HUMAN_SOURCES",
+    "THEMES",
     "backup",
     "core_migrations",
     "get_setting",
@@ -39,5 +40,7 @@ __all__ = [
     "open_db",
     "quick_check",
     "set_setting",
+    "set_user_theme",
+    "user_theme",
     "write_tx",
 ]

@@ -46,9 +46,9 @@ with tab_agree:
         st.info("Agreement numbers appear once at least two images have two or more ratings.")
     else:
         left, right = st.columns(2)
-        left.plotly_chart(agr.interval_bars(rep["per_class"], "label", "alpha",
+        ui.plotly_chart(left, agr.interval_bars(rep["per_class"], "label", "alpha",
                                             "Per class: α of the class vs the rest", "α"), key="agr_per_class")
-        right.plotly_chart(agr.matrix(o["coincidence"], o["labels"], "Confusion between reviewers "
+        ui.plotly_chart(right, agr.matrix(o["coincidence"], o["labels"], "Confusion between reviewers "
                                       "(coincidences)", "another reviewer", "one reviewer"), key="agr_coinc")
         pairs = rep["pairs"]
         st.subheader("Reviewer pairs — Cohen's κ")
@@ -65,7 +65,7 @@ with tab_agree:
         pick = st.selectbox("Confusion of one pair", names, key=AK.pair)
         if pick:
             p = pairs[names.index(pick)]
-            st.plotly_chart(agr.matrix(p["confusion"], p["labels"], f"{pick}: κ {est(p['kappa'])}",
+            ui.plotly_chart(st, agr.matrix(p["confusion"], p["labels"], f"{pick}: κ {est(p['kappa'])}",
                                        p["b"], p["a"]), key="agr_pair_cm")
 with tab_people:
     people = rep["reviewers"]
@@ -81,7 +81,7 @@ with tab_people:
                            "gold accuracy": st.column_config.NumberColumn(format="percent")})
         st.caption("Adjudicated labels exist only where reviewers disagreed, so that score is measured "
                    "on the hardest images; gold images are a fair sample only if the gold set is one.")
-        st.plotly_chart(agr.interval_bars(people, "reviewer", "vs_gold", "Accuracy on gold images "
+        ui.plotly_chart(st, agr.interval_bars(people, "reviewer", "vs_gold", "Accuracy on gold images "
                                           "(95 % Wilson interval)", "accuracy", lo=0.0), key="agr_gold_acc")
 with tab_setup:
     admin = ui.require_admin()

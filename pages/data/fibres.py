@@ -54,7 +54,7 @@ with one:
     hists = {"gradient": v.gradient.histogram}
     if v.learned:
         hists["learned"] = v.learned.histogram
-    nums[0].plotly_chart(uf.rose(hists, "Orientation distribution"), key="fib_rose",
+    ui.plotly_chart(nums[0], uf.rose(hists, "Orientation distribution"), key="fib_rose",
                          width="stretch")
     table = pd.DataFrame({"gradient": uf.numbers(v.gradient), "learned": uf.numbers(v.learned)})
     nums[1].dataframe(table, key="fib_numbers", width="stretch")
@@ -105,6 +105,6 @@ with many:
             "D50 mean": g["diameter_median"]["mean"], "D50 SD": g["diameter_median"]["sd"],
             "unit": g["diameter_unit"], "mean direction (°)": g["mean_direction_deg"],
         } for g in shown]), key="fib_groups", hide_index=True, width="stretch")
-        st.plotly_chart(uf.rose({g["folder"]: g["histogram"] for g in shown},
+        ui.plotly_chart(st, uf.rose({g["folder"]: g["histogram"] for g in shown},
                                 "Pooled orientation per folder"), key="fib_group_rose",
                         width="stretch")

@@ -86,7 +86,7 @@ with left:
                   annotation_text=f"accept ≥ {accept:.2f}", annotation_position="top left")
     fig.update_layout(title="Confidence of the top class (p1)", barmode="stack",
                       xaxis={"range": [0, 1], "title": "p1"}, yaxis_title="images", **tall)
-    st.plotly_chart(fig, key="ov_hist")
+    ui.plotly_chart(st, fig, key="ov_hist")
 with right:
     if not per.empty:
         long = per.melt(id_vars="class", value_vars=["predicted", "human"],
@@ -96,7 +96,7 @@ with right:
         fig = px.bar(long, x="class", y="images", color="source", barmode="group",
                      title="Classes: predicted vs labelled (reviewers + imported)")
         fig.update_layout(legend_title=None, **tall)
-        st.plotly_chart(fig, key="ov_classes")
+        ui.plotly_chart(st, fig, key="ov_classes")
 
 left, right = st.columns(2)
 with left:
@@ -107,7 +107,7 @@ with left:
                         labels={"x": "model predicts", "y": "label (reviewers + imported)", "color": "images"})
         fig.update_layout(title=f"Labels vs model — agree on {cm['agree'] / cm['total']:.0%} "
                                 f"of {cm['total']:,}", **tall)
-        st.plotly_chart(fig, key="ov_confusion")
+        ui.plotly_chart(st, fig, key="ov_confusion")
     else:
         st.info("The confusion matrix appears once people have labelled predicted images.")
 with right:
@@ -116,7 +116,7 @@ with right:
         ph["reviewer"] = ph["reviewer"].map(html.escape)  # plotly reads a little HTML in names
         fig = px.bar(ph, x="hour", y="labels", color="reviewer", title="Labels per hour (last 7 days)")
         fig.update_layout(legend_title=None, xaxis_title=None, **tall)
-        st.plotly_chart(fig, key="ov_per_hour")
+        ui.plotly_chart(st, fig, key="ov_per_hour")
     else:
         st.info("Labels per hour appear once people start reviewing.")
 

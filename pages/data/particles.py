@@ -66,7 +66,7 @@ if view == "Distribution":
     if sa.unit == "px":
         st.warning("Pixel size unknown for these images: sizes are in pixels. Set it in the "
                    "Review view.", icon=":material/warning:")
-    st.plotly_chart(uip.histogram_figure(data, sa.unit, log=log, weight=weight), key="pt_hist")
+    ui.plotly_chart(st, uip.histogram_figure(data, sa.unit, log=log, weight=weight), key="pt_hist")
     st.json(P.set_stats(db, sets[a]) if len(data) == 1 else P.compare_sets(*data.values()), expanded=False)
     stats = P.set_stats(db, sets[a])
     if stats.get("count"):

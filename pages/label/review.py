@@ -5,7 +5,9 @@ Two images are claimed at a time; the second is decoded, encoded and sent to the
 undoes the last decision and shows that image again; ← steps back through this session's
 decisions (a class key there changes the label, Enter keeps it). M marks an image as showing
 several categories: the class keys then toggle the classes present and Enter saves them. A
-click on the image shows that spot at 1:1; another click goes back. ``?`` lists the keys.
+click on the image shows that spot at 1:1; another click goes back; the zoom bar under it
+chooses Fit / 1:1 / 2:1 / 4:1 / 8:1 and pans (Shift + arrows too), Levels sets the window on the
+stored values, and a scale bar follows the zoom. ``?`` lists the keys.
 The Blind spot-check queue hides the model's answer until the reviewer has chosen. The
 callbacks are in ui/review.py.
 """
@@ -31,7 +33,8 @@ KEYS = [("Enter", "accept the model's class (choosing several: save)"),
         ("M", "several categories: then choose the classes present"), ("U", "unusable"),
         ("S", "skip (it comes back later)"), ("Z", "undo your last decision"),
         ("←", "back through this session's decisions"), ("Esc", "cancel / back to the queue"),
-        ("click", "zoom to 1:1 there; click again for the whole image"), ("?", "this list")]
+        ("click", "zoom to 1:1 there; click again for the whole image"),
+        ("Shift + arrows", "zoomed: pan by half a view"), ("?", "this list")]
 db, key = ui.db(), ui.db_key()
 model, reviewer = ui.active_model(db, key), ui.reviewer()
 if model is None or not reviewer:
@@ -66,42 +69,57 @@ def empty_queue(queue: str) -> None:
 
 def fit_css(width: int, height: int) -> None:
     """Our CSS (numbers only): the image as wide as its column but no taller than 84 % of the
-    window, its box the picture's own shape — so a click's position is a position in the image."""
+    window, its box the picture's own shape — so a click's position is a position in the image
+    (and the scale bar's width a fraction of the image's)."""
     aspect = max(width, 1) / max(height, 1)
-    st.html(f"<style>.st-key-review_image img{{width:100%!important;height:auto!important;"
-            f"max-width:calc(84vh * {aspect:.4f})!important}}</style>")
+    st.html(f"<style>.st-key-review_image{{width:fit-content!important;max-width:min(100%, calc(84vh * {aspect:.4f}))!important}}"
+            ".st-key-review_image img{width:100%!important;height:auto!important}</style>")
 
 
 def image_column(item: dict) -> None:
+    iid, path = item["image_id"], item["path"]
+    ss[K.review_size] = (iid, item["width"], item["height"])
     zoom = ss.get(K.review_zoom)
-    if zoom and zoom.get("image_id") != item["image_id"]:
+    if zoom and zoom.get("image_id") != iid:
         ss.pop(K.review_zoom, None)
         zoom = None
+    levels_on, frame, lo, hi = bool(ss.get(K.review_levels_on)), None, 0.0, 0.0
     try:
-        if zoom:
-            # 1:1 where that is a real zoom (the image ≥ 1.25× its box); else 2× the fitted view
-            fitted = zoom["w"] / max(1, item["width"])
-            f = 1.0 if fitted <= 0.8 else 2.0 * fitted
-            cw, ch = round(zoom["w"] / f), round(zoom["h"] / f)
-            png = ui.zoom_view(item["path"], zoom["fx"], zoom["fy"], cw, ch)
+        if zoom or levels_on:  # the full-resolution stored values (decoded once per image)
+            frame = ui.raw_frame(path)
+            lo, hi = callbacks.review_levels(iid, frame) if levels_on else (frame.lo, frame.hi)
+        if zoom and frame is not None:
+            win = callbacks.zoom_window(zoom, frame.width, frame.height)
             with st.container(key="review_image", gap=None):
-                # ours, numbers only: the box the fitted image had, so 1:1 when f == 1
-                st.html(f"<style>.st-key-review_image img{{cursor:zoom-out;width:{int(zoom['w'])}px!important;"
-                        "max-width:100%!important;height:auto!important}</style>")
-                st.image(png, width="stretch", output_format="PNG")
-            st.caption("Zoomed: " + ("1:1, one screen pixel per image pixel" if f == 1 else
-                                     f"{f:.1f} screen pixels per image pixel (2× the fitted view)")
-                       + " — click the image for the whole of it.")
+                # ours, numbers only: the view at its own size (so 1:1 is one screen pixel each)
+                st.html(f"<style>.st-key-review_image{{width:{win.display_size[0]}px;max-width:100%}}"
+                        ".st-key-review_image img{cursor:zoom-out;width:100%!important;height:auto!important}</style>")
+                st.image(ui.zoom_view(path, win, lo, hi), width="stretch", output_format="PNG")
+                ui.scale_bar_overlay(images.scale_bar(item["pixel_size_m"], win.width, win.zoom))
+            where = f"x {win.x0}–{win.x0 + win.width}, y {win.y0}–{win.y0 + win.height}"
+            st.caption(f"Zoomed: {win.zoom}:1, " + ("one screen pixel per image pixel" if win.zoom == 1 else
+                       f"each image pixel {win.zoom}×{win.zoom} screen pixels") + f" ({where}) — click the image "
+                       "for the whole of it; Shift + arrows pan.")
         else:
-            view = ui.image_view(item["path"])
+            view = ui.image_view(path)
+            custom = frame is not None and (lo, hi) != (frame.lo, frame.hi)
             with st.container(key="review_image", gap=None):
                 fit_css(view["width"], view["height"])
-                st.image(view["scan"], width="stretch", output_format="PNG")
+                st.image(ui.levels_view(path, lo, hi) if custom else view["scan"], width="stretch",
+                         output_format="PNG")
+                ui.scale_bar_overlay(images.scale_bar(item["pixel_size_m"], item["width"]))
             if view["bar"] is not None:
                 st.image(view["bar"], width="stretch", output_format="PNG",
                          caption="Data bar (not seen by the model)")
     except SemTriageError as e:
         ui.show_error(e)
+    row = st.container(horizontal=True, vertical_alignment="center", gap="small")
+    with row:
+        ui.zoom_bar(zoom.get("zoom", 1) if zoom else None)
+        st.toggle("Levels", key=K.review_levels_on, help="Brightness / contrast: choose the stored values "
+                  "shown black and white (16-bit images: their own values, not an 8-bit copy)")
+    if levels_on and frame is not None:
+        callbacks.levels_controls(iid, frame, ui.frame_range(path))
     depth = f"{item['bit_depth']}-bit" + (" (contrast-windowed)" if item["bit_depth"] > 8 else "")
     scale = images.scale_text(item["pixel_size_m"], item["width"]) or "pixel size unknown"
     st.caption(" · ".join(ui.esc(x) for x in [item["name"], f"{item['width']}×{item['height']} px", depth, scale])
@@ -270,7 +288,7 @@ def panel() -> None:
         except SemTriageError:
             pass
     if chart is not None:  # last: the browser draws the image and the keys before the chart
-        chart.plotly_chart(top5(item["probs"]), key="rv_top5", config={"displayModeBar": False})
+        ui.plotly_chart(chart, top5(item["probs"]), key="rv_top5", config={"displayModeBar": False})
 
 
 panel()

@@ -60,7 +60,7 @@ def show_card(card: dict, mid: int) -> None:
         fig = px.imshow(cm, x=ax, y=ax, text_auto=True, color_continuous_scale="Blues", aspect="auto",
                         labels={"x": "predicted", "y": "true", "color": "images"})
         fig.update_layout(height=380, margin={"l": 0, "r": 0, "t": 30, "b": 0}, title="Confusion (held-out)")
-        right.plotly_chart(fig, key=f"card_cm_{mid}")
+        ui.plotly_chart(right, fig, key=f"card_cm_{mid}")
     with st.popover("Full model card", icon=":material/description:"):
         st.json(card, expanded=1)
 
