@@ -60,7 +60,7 @@ df = sv.points(db, key, model["id"] if model else None, state["map_built_at"])
 if not df.empty:
     colour = st.segmented_control("Colour by", list(sv.COLOUR_LABELS), format_func=sv.COLOUR_LABELS.get,
                                   default="label", required=True, key="sim_colour")
-    event = st.plotly_chart(sv.map_figure(df, colour or "label"), on_select="rerun",
+    event = ui.plotly_chart(st, sv.map_figure(df, colour or "label"), on_select="rerun",
                             selection_mode=("points", "box", "lasso"), key="sim_map", width="stretch")
     picked = sv.chosen_point(event)
     if picked is not None and picked != ss.get(K.sim_anchor):  # the box below follows the map
