@@ -40,7 +40,14 @@ from core.fibres.measure import (
     truth_orientation,
     truth_summary,
 )
-from core.fibres.orientation import OrientationField, orientation_field, overlay_rgb
+from core.fibres.orientation import (
+    COARSE_FROM,
+    OrientationField,
+    orientation_field,
+    overlay_rgb,
+    window_mean,
+)
+from core.fibres.parallel import WORKERS, both, side_by_side
 from core.fibres.schema import fibre_migrations, m001_fibre_measurements
 from core.fibres.segment import (
     BACKGROUND_FRACTION,
@@ -67,6 +74,7 @@ from core.fibres.view import VIEW_MAX_PX, FibreView, fibre_view, image_choices
 
 __all__ = [
     "BACKGROUND_FRACTION",
+    "COARSE_FROM",
     "CSV_COLUMNS",
     "DENOISE_PX",
     "FIBRE_MODEL",
@@ -83,6 +91,7 @@ __all__ = [
     "REFINE_DEG",
     "STORED_BINS",
     "VIEW_MAX_PX",
+    "WORKERS",
     "Diameters",
     "FibreParams",
     "FibreResult",
@@ -95,6 +104,7 @@ __all__ = [
     "angle_histogram",
     "auto_sigma",
     "bin_centres",
+    "both",
     "check_image",
     "compare_folders",
     "diameter_stats",
@@ -118,9 +128,11 @@ __all__ = [
     "overlay_rgb",
     "segment_wires",
     "select_images",
+    "side_by_side",
     "skeleton_diameters",
     "softmax",
     "standardise",
     "truth_orientation",
     "truth_summary",
+    "window_mean",
 ]

@@ -23,7 +23,8 @@ from scipy.spatial import cKDTree
 from skimage.filters import apply_hysteresis_threshold, threshold_otsu
 from skimage.morphology import remove_small_holes, remove_small_objects, skeletonize
 
-from core.images import resize
+from core.fibres.parallel import both
+from core.images import block_mean, resize
 
 BACKGROUND_FRACTION = 1 / 20  # background Gaussian SD, as a fraction of the longer side
 DENOISE_PX = 1.0
@@ -38,6 +39,7 @@ class Segmentation:
     skeleton: np.ndarray  # bool: one-pixel centre lines
     threshold: float
     foreground: float  # wire area fraction
+    distance: np.ndarray | None = None  # float32: Euclidean distance of each pixel to the background
 
 
 def _threshold(flat: np.ndarray, smooth_px: float, side: int,
@@ -67,13 +69,17 @@ def segment_wires(img: np.ndarray) -> Segmentation:
     if float(flat.max() - flat.min()) < 1e-6:
         empty = np.zeros_like(a, bool)
         return Segmentation(empty, empty, 0.0, 0.0)
-    mask, t = _threshold(flat, DENOISE_PX, side, (side / 60.0) ** 2)
-    width = _mean_width(mask)
+    # first pass: only the typical width, so on a 2x coarser grid above 512 px (as it is read)
+    f = 2 if side > 512 else 1
+    coarse = flat if f == 1 else block_mean(flat, f)
+    mask, t = _threshold(coarse, DENOISE_PX / f, side // f, (side / 60.0 / f) ** 2)
+    width = _mean_width(mask, f)
     if width is not None:
         mask, t = _threshold(flat, float(np.clip(width / 4.0, DENOISE_PX, 6.0)), side,
                              max((side / 60.0) ** 2, 2.0 * width * width))
-    skel = skeletonize(mask)
-    return Segmentation(mask, skel, t, float(mask.mean()))
+    # the skeleton and the distance transform (the diameters) side by side on two cores
+    dist, skel = both(lambda: ndi.distance_transform_edt(mask).astype(np.float32), lambda: skeletonize(mask))
+    return Segmentation(mask, skel, t, float(mask.mean()), dist)
 
 
 def _background(a: np.ndarray, sigma: float) -> np.ndarray:
@@ -89,11 +95,10 @@ def _background(a: np.ndarray, sigma: float) -> np.ndarray:
     return resize(small, (h, w))
 
 
-def _mean_width(mask: np.ndarray) -> float | None:
+def _mean_width(mask: np.ndarray, f: int = 1) -> float | None:
     """Area / centre-line length of the mask (a quick typical width), on a 2× coarser grid
-    above 512 px."""
+    above 512 px; ``f``: the mask is already that much coarser than the image."""
     m = mask
-    f = 1
     while max(m.shape) > 512:
         m = m[::2, ::2]
         f *= 2
@@ -107,7 +112,7 @@ def skeleton_diameters(seg: Segmentation) -> np.ndarray:
     mask, skel = seg.mask, seg.skeleton
     if not skel.any():
         return np.zeros(0, np.float32)
-    dist = ndi.distance_transform_edt(mask).astype(np.float32)
+    dist = seg.distance if seg.distance is not None else ndi.distance_transform_edt(mask).astype(np.float32)
     neighbours = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
     branch = skel & (neighbours >= 4)  # itself + ≥ 3 neighbours
     ys, xs = np.nonzero(skel)
