@@ -38,6 +38,7 @@ class K:
     theme_system = "_theme_system"  # what the browser prefers, as its listener reported ('light' until then)
     theme_user = "_theme_user"  # the reviewer whose stored theme was read (once per name)
     theme_listener = "theme_listener"  # the system-preference listener's state
+    theme_pending = "_theme_pending"  # chosen on the switch before a name was known: stored once it is
     grid_class = "grid_class"  # the chosen class (non-widget: survives label changes of the box)
     grid_class_box = "grid_class_box"
     grid_size = "grid_size"

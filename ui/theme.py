@@ -95,12 +95,17 @@ def is_dark() -> bool:
 
 
 def _remember() -> None:
+    """The switch changed (a person's click, never a page run): store it under their name, or
+    once the name is known."""
     who = signed_reviewer()
-    if who:
-        try:
-            set_user_theme(db(), who, choice())
-        except SemTriageError:
-            pass  # a locked database: the choice still holds for this session
+    if not who:
+        st.session_state[K.theme_pending] = True
+        return
+    st.session_state.pop(K.theme_pending, None)
+    try:
+        set_user_theme(db(), who, choice())
+    except SemTriageError:
+        pass  # a locked database: the choice still holds for this session
 
 
 def _system_reported() -> None:
@@ -118,10 +123,10 @@ def theme_sidebar(reviewer: str) -> None:
             mine = user_theme(db(), reviewer)
         except SemTriageError:
             mine = None
-        if mine is not None and K.theme not in ss:
+        if ss.get(K.theme_pending):
+            _remember()  # chosen on the switch before the name was typed: theirs from now on
+        elif mine is not None:
             ss[K.theme] = mine
-        elif K.theme in ss:
-            _remember()  # chosen before the name was typed: theirs from now on
     ss.setdefault(K.theme, DEFAULT)
     st.segmented_control("Theme", list(LABELS), format_func=lambda t: LABELS[t], key=K.theme, required=True,
                          on_change=_remember, help="Light, dark, or as your system / browser is set. "
