@@ -15,7 +15,7 @@ from core.config import Settings
 from core.errors import Forbidden
 from core.review import current_label
 from core.store import open_db
-from tests.helpers import CLASSES, app_db_copy, build_app_db, build_tiny_model
+from tests.helpers import CLASSES, app_db_copy, build_app_db, build_tiny_model, failures
 from tests.ui.test_app import APP, texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +133,7 @@ def signed_in(monkeypatch, page: str | None, user: dict, admins: str = "") -> Ap
     at.run()
     if page:
         at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return at
 
 
@@ -146,7 +146,7 @@ def test_without_sign_in_nothing_is_shown(app_db, monkeypatch, auth, page):
     at.run()
     if page:
         at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     assert [t.value for t in at.title] == [":material/lock: Sign-in required"]
     shown = texts(at)
     assert "Sign in" in shown or "sign in" in shown
@@ -163,7 +163,7 @@ def test_signed_in_user_is_the_reviewer_and_cannot_be_edited(app_db, monkeypatch
     assert ALICE.replace(".", "\\.") in " ".join(m.value for m in at.sidebar.markdown)
     iid = at.session_state["review_current"]
     at.button(key=f"rv_accept_{iid}").click().run()
-    assert not at.exception
+    assert not failures(at)
     assert current_label(open_db(app_db), iid)["reviewer"] == ALICE
     # the reviewer query parameter of the no-sign-in mode changes nothing
     at.query_params["reviewer"] = "mallory"
@@ -206,7 +206,7 @@ def test_an_admin_can_change_thresholds(app_db, monkeypatch):
     assert not [w for w in at.warning if w.icon != ":material/policy:"], [w.value for w in at.warning]
     at.slider(key="thr_accept").set_value(0.0).run()
     at.button(key="thr_save").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not failures(at) and not at.error, [e.value for e in at.error]
     after = review.queue_counts(db)
     assert review.get_thresholds(db)[review.GLOBAL].accept == 0.0
     assert after["uncertain"] == 0 < before["uncertain"]
@@ -215,7 +215,7 @@ def test_an_admin_can_change_thresholds(app_db, monkeypatch):
 def test_oidc_without_a_provider_configured_says_so(app_db, monkeypatch):
     at = signed_in(monkeypatch, None, {"is_logged_in": False})
     at.button(key="auth_login").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     assert any("Sign-in is not set up" in e.value and "auth" in e.value for e in at.error), \
         [e.value for e in at.error]
     assert not at.metric

@@ -46,6 +46,14 @@ from ui.common import (
     show_error,
     switch_page,
 )
+from ui.failures import (
+    failure_boundary,
+    failure_text,
+    guarded,
+    job_failure_text,
+    show_failure,
+    show_job_failure,
+)
 from ui.images import image_view, prefetch, zoom_view
 from ui.keys import keyboard
 from ui.state import K, data_dir, db, db_key, settings
@@ -79,9 +87,13 @@ __all__ = [
     "db_key",
     "esc",
     "facets",
+    "failure_boundary",
+    "failure_text",
     "grid_counts",
+    "guarded",
     "image_view",
     "is_admin",
+    "job_failure_text",
     "keyboard",
     "model_file_changed",
     "models",
@@ -97,6 +109,8 @@ __all__ = [
     "reviewer_sidebar",
     "settings",
     "show_error",
+    "show_failure",
+    "show_job_failure",
     "sign_in_gate",
     "switch_page",
     "threshold_preview",
