@@ -29,12 +29,12 @@ def job_key(db_key: str) -> str:
 
 
 def start_finder(job: str, grouping: str = "auto") -> None:
-    path = ui.settings().db
+    path, by = ui.settings().db, ui.user()  # who asked: core refuses a non-administrator
 
     def work(progress: Progress, cancel: Any) -> training.IssueReport:
         own = open_db(path)  # this thread's own connection
         try:
-            return training.find_issues(own, progress=progress, cancel=cancel, grouping=grouping)
+            return training.find_issues(own, progress=progress, cancel=cancel, grouping=grouping, by=by)
         finally:
             own.conn.close()
 
@@ -92,7 +92,9 @@ def issues_view(db: Database, db_key: str) -> None:
     if job is not None and job.running:
         finder_progress(key)
     elif c[2].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
-                     width="stretch", help="Runs in the background; you can keep working."):
+                     width="stretch", disabled=not ui.is_admin(),
+                     help="Runs in the background; you can keep working." if ui.is_admin() else
+                     "Administrators only: its findings replace everyone's list."):
         start_finder(key, grouping or "auto")
         st.rerun()
     if (msg := st.session_state.pop("li_msg", None)) is not None:

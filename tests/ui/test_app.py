@@ -319,6 +319,23 @@ def test_export_writes_files_and_offers_the_zip(app_db, tmp_path):
     assert list((tmp_path / "data" / "exports").glob("predictions-*.csv"))
 
 
+def test_an_export_of_someone_else_is_not_replaced(app_db, tmp_path, monkeypatch):
+    """Issue 18 (15): bob may not export under the name of alice's export (the button is
+    disabled and says why; core refuses it too) and her files stay; her own second export
+    under that name replaces it."""
+    monkeypatch.setenv("SEMTRIAGE_ADMIN_USERS", "boss")
+    out = tmp_path / "data" / "exports" / "ref"
+    for who in ("alice", "bob", "alice"):
+        at = start("pages/data/export.py", reviewer=who)
+        at.text_input(key="exp_name").input("ref").run()
+        assert at.button(key="exp_go").disabled is (who == "bob"), who  # hers: bob may not
+        assert ("only an administrator may replace it" in texts(at)) is (who == "bob")
+        if who != "bob":  # core's refusal of bob itself: tests/datasets/test_exports.py
+            at.button(key="exp_go").click().run()
+            assert not failures(at) and not at.error, [e.value for e in at.error]
+        assert json.loads((out / ".semtriage-export.json").read_text())["by"] == "alice"
+
+
 def finish_ingest(at, app_db) -> None:
     """The ingest runs in the background (closing the tab does not stop it): wait, then rerun
     the page to see how it ended."""

@@ -115,3 +115,15 @@ def test_likely_mislabelled_view_finds_and_resolves(tmp_path, monkeypatch):
     counts = issue_counts(db)
     assert counts["kept"] == 1 and counts["relabelled"] == 1
     assert review.current_label(db, other)["label"] != truth[other], "keep leaves the label alone"
+
+
+def test_the_finder_is_for_administrators(tmp_path, monkeypatch):
+    """Issue 18 (15): a non-admin sees Find issues disabled (core refuses them anyway:
+    tests/training/test_label_issues.py); an administrator may press it."""
+    path = build_app_db(tmp_path)
+    monkeypatch.setenv("SEMTRIAGE_ADMIN_USERS", "boss")
+    for who, disabled in (("alice", True), ("boss", False)):
+        at = start("pages/data/reference.py", path, monkeypatch, reviewer=who)
+        at.button_group(key="ref_view").set_value("issues").run()
+        assert not failures(at), [e.value for e in failures(at)]
+        assert at.button(key="li_run").disabled is disabled, who
