@@ -105,14 +105,18 @@ def test_core_refuses_model_changes_by_a_non_admin(db, tmp_path):
 
 
 ADMIN_ONLY = {"set_thresholds", "clear_class_thresholds", "reroute", "set_active_model",
-              "register_model", "build_demo", "promote", "discard"}
+              "register_model", "build_demo", "promote", "discard", "save_thresholds", "certify",
+              "force_threshold", "revoke_certification", "find_issues", "export_labels",
+              "set_overlap", "set_gold_rate", "mark_gold", "unmark_gold", "clear_overlap"}
 
 
 def test_pages_pass_the_signed_in_user_to_every_admin_only_call():
     """A disabled or hidden button is not the only guard: each admin-only core call from a page
     (or a ui*.py helper module) names its user, so core refuses it for a non-admin."""
     missing = []
-    for page in sorted([*(ROOT / "pages").glob("*.py"), *ROOT.glob("ui*.py")]):
+    files = sorted([*(ROOT / "pages").glob("**/*.py"), *(ROOT / "ui").glob("*.py")])
+    assert len(files) > 20, "the pages and ui modules were found"
+    for page in files:
         for node in ast.walk(ast.parse(page.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
@@ -189,6 +193,15 @@ def test_a_non_admin_cannot_change_thresholds_or_models(app_db, monkeypatch):
     assert not any(k and k.startswith(("mdl_activate_", "mdl_predict_")) for k in keys)
     assert any("not an administrator" in w.value for w in at.warning)
     assert at.slider(key="thr_accept"), "the preview stays available to everyone"
+
+
+def test_the_database_path_is_shown_to_administrators_only(app_db, monkeypatch):
+    """Issue 18 (15): where the server keeps its database is for those who run it."""
+    who = {"alice": {"is_logged_in": True, "email": ALICE}, "boss": {"is_logged_in": True, "email": BOSS}}
+    for name, shown in (("alice", False), ("boss", True)):
+        at = signed_in(monkeypatch, "pages/data/overview.py", who[name], admins=BOSS)
+        side = " ".join(c.value for c in at.sidebar.caption).replace("\\", "")
+        assert ("Database:" in side) is shown and (str(app_db) in side) is shown, (name, side)
 
 
 def test_with_sign_in_and_no_admin_list_nobody_is_admin(app_db, monkeypatch):
