@@ -45,31 +45,35 @@ pages = {
         st.Page(ui.MODELS_PAGE, title="Models & thresholds", icon=":material/tune:"),
     ],
 }
-# with sign-in on (SEMTRIAGE_AUTH) and nobody signed in: the page asked for is resolved (kept in
-# the URL) but not shown, nor the menu, and nothing below the gate runs
-signed_in = ui.settings().auth == "none" or bool(ui.reviewer())
-page = st.navigation(pages, position="sidebar" if signed_in else "hidden")
-ui.sign_in_gate()
-# Our CSS (no user text): less empty space above each page, so the review image sits high.
-st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")
+# Whatever fails below (a damaged database, a file the server cannot read) is said in words,
+# never as a traceback (ui/failures.py); the page's own failures name the page.
+with ui.failure_boundary("Opening SEM Triage"):
+    # with sign-in on (SEMTRIAGE_AUTH) and nobody signed in: the page asked for is resolved (kept in
+    # the URL) but not shown, nor the menu, and nothing below the gate runs
+    signed_in = ui.settings().auth == "none" or bool(ui.reviewer())
+    page = st.navigation(pages, position="sidebar" if signed_in else "hidden")
+    ui.sign_in_gate()
+    # Our CSS (no user text): less empty space above each page, so the review image sits high.
+    st.html("<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem}</style>")
 
-with st.sidebar:
-    st.markdown("### :material/biotech: SEM Triage")
-    ui.reviewer_sidebar()
-    if not ui.reviewer():
-        st.caption("Type your name to start reviewing.")
-    ui.theme_sidebar(ui.reviewer())
+    with st.sidebar:
+        st.markdown("### :material/biotech: SEM Triage")
+        ui.reviewer_sidebar()
+        if not ui.reviewer():
+            st.caption("Type your name to start reviewing.")
+        ui.theme_sidebar(ui.reviewer())
 
-try:
-    db = ui.db()
-except SemTriageError as e:  # e.g. SEMTRIAGE_DB names a folder: say so on every page
-    ui.show_error(e)
-    st.stop()
+    try:
+        db = ui.db()
+    except Exception as e:  # noqa: BLE001 - a folder, a damaged file: said on every page, no server path
+        ui.show_failure(e, "Opening the database")
+        st.stop()
 
-with st.sidebar:
-    model = ui.active_model(db, ui.db_key())
-    st.caption(f"Model: {ui.esc(model['version'])}" if model else "No active model")
-    if ui.is_admin():  # a server path is for those who run the server
-        st.caption(f"Database: {ui.esc(ui.settings().db)}")
+    with st.sidebar:
+        model = ui.active_model(db, ui.db_key())
+        st.caption(f"Model: {ui.esc(model['version'])}" if model else "No active model")
+        if ui.is_admin():  # a server path is for those who run the server
+            st.caption(f"Database: {ui.esc(ui.settings().db)}")
 
-page.run()
+    with ui.failure_boundary(f"The {page.title} page"):
+        page.run()

@@ -5,6 +5,9 @@ Every message says what failed, shows the bad value, and where it helps, a hint.
 
 from __future__ import annotations
 
+import re
+import sqlite3
+
 
 class SemTriageError(Exception):
     """Base class for every error the engine raises on purpose."""
@@ -86,3 +89,40 @@ class Cancelled(SemTriageError):
 class DependencyMissing(SemTriageError):
     """A feature needs an optional extra that is not installed (e.g. Ray for the ``ray``
     archive engine: ``pip install 'semtriage[ray]'``)."""
+
+
+# ---------------------------------------------------------------- unexpected errors, in words
+
+_ABS_PATH = re.compile(
+    r"(?<![\w.~:/-])(?:[A-Za-z]:[\\/]|/)(?:[^\s'\"/\\:,;()\[\]]+[\\/])+([^\s'\"/\\:,;()\[\]]*)"
+)
+
+
+def hide_paths(text: str) -> str:
+    """``text`` with every absolute path (``/srv/x/app.db``, ``C:\\data\\a.tif``) cut to its
+    last part (``…/app.db``): where the server keeps its files is for those who run it."""
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(1), text)
+
+
+def explain(e: BaseException, what: str, *, paths: bool = True) -> str:
+    """One plain sentence for an error nobody caught: ``what`` failed, and why. A named error
+    (:class:`SemTriageError`) is its own message; anything else is said in words with its
+    reason (a damaged database, a file the server cannot read, memory) and a pointer to the
+    server's log, never a traceback. ``paths=False`` cuts absolute server paths out of it."""
+    reason = str(e).strip()
+    if isinstance(e, SemTriageError):
+        text = f"{what} failed: {reason}"
+    else:
+        if isinstance(e, sqlite3.DatabaseError):
+            why = (f"the database could not be read or written ({reason or type(e).__name__}). "
+                   "An administrator can check it: `semtriage backup` runs SQLite's integrity "
+                   "check (docs/DEPLOY.md §7)")
+        elif isinstance(e, MemoryError):
+            why = "the server ran out of memory"
+        elif isinstance(e, OSError):
+            name = f" ({e.filename})" if e.filename else ""
+            why = f"a file could not be read or written: {e.strerror or reason}{name}"
+        else:
+            why = f"an unexpected {type(e).__name__}" + (f": {reason}" if reason else "")
+        text = f"{what} failed: {why}. The details are in the server's log."
+    return text if paths else hide_paths(text)

@@ -15,6 +15,7 @@ loses the one running.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from typing import Any
 
 from core.errors import Cancelled, SemTriageError
 from core.progress import Progress
+
+_LOG = logging.getLogger("semtriage.jobs")
 
 Work = Callable[[Progress, threading.Event], Any]
 STATES = ("running", "done", "failed", "cancelled")
@@ -38,6 +41,7 @@ class Job:
     status: str = "running"  # one of STATES
     result: Any = None
     error: str | None = None
+    exception: Exception | None = None  # what ended a failed job (its traceback is in the log)
     finished: float | None = None
     cancel_event: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
@@ -101,8 +105,10 @@ def start_job(key: str, kind: str, work: Work) -> Job:
             job.status, job.message = "cancelled", "cancelled; nothing was registered"
         except SemTriageError as e:
             job.status, job.error = ("cancelled" if job.cancel_event.is_set() else "failed"), str(e)
+            job.exception = e
         except Exception as e:  # noqa: BLE001 - a crash must end the job, not hang the page
-            job.status, job.error = "failed", f"{type(e).__name__}: {e}"
+            _LOG.error("job %s (%s) failed", key, kind, exc_info=e)
+            job.status, job.error, job.exception = "failed", f"{type(e).__name__}: {e}", e
         else:
             job.status, job.fraction = "done", 1.0
         finally:

@@ -15,7 +15,7 @@ from core.config import Settings
 from core.errors import Forbidden
 from core.review import current_label
 from core.store import open_db
-from tests.helpers import CLASSES, app_db_copy, build_app_db, build_tiny_model
+from tests.helpers import CLASSES, app_db_copy, build_app_db, build_tiny_model, failures
 from tests.ui.test_app import APP, texts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,14 +105,18 @@ def test_core_refuses_model_changes_by_a_non_admin(db, tmp_path):
 
 
 ADMIN_ONLY = {"set_thresholds", "clear_class_thresholds", "reroute", "set_active_model",
-              "register_model", "build_demo", "promote", "discard"}
+              "register_model", "build_demo", "promote", "discard", "save_thresholds", "certify",
+              "force_threshold", "revoke_certification", "find_issues", "export_labels",
+              "set_overlap", "set_gold_rate", "mark_gold", "unmark_gold", "clear_overlap"}
 
 
 def test_pages_pass_the_signed_in_user_to_every_admin_only_call():
     """A disabled or hidden button is not the only guard: each admin-only core call from a page
     (or a ui*.py helper module) names its user, so core refuses it for a non-admin."""
     missing = []
-    for page in sorted([*(ROOT / "pages").glob("*.py"), *ROOT.glob("ui*.py")]):
+    files = sorted([*(ROOT / "pages").glob("**/*.py"), *(ROOT / "ui").glob("*.py")])
+    assert len(files) > 20, "the pages and ui modules were found"
+    for page in files:
         for node in ast.walk(ast.parse(page.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call):
                 name = getattr(node.func, "attr", None) or getattr(node.func, "id", None)
@@ -133,7 +137,7 @@ def signed_in(monkeypatch, page: str | None, user: dict, admins: str = "") -> Ap
     at.run()
     if page:
         at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return at
 
 
@@ -146,7 +150,7 @@ def test_without_sign_in_nothing_is_shown(app_db, monkeypatch, auth, page):
     at.run()
     if page:
         at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     assert [t.value for t in at.title] == [":material/lock: Sign-in required"]
     shown = texts(at)
     assert "Sign in" in shown or "sign in" in shown
@@ -163,7 +167,7 @@ def test_signed_in_user_is_the_reviewer_and_cannot_be_edited(app_db, monkeypatch
     assert ALICE.replace(".", "\\.") in " ".join(m.value for m in at.sidebar.markdown)
     iid = at.session_state["review_current"]
     at.button(key=f"rv_accept_{iid}").click().run()
-    assert not at.exception
+    assert not failures(at)
     assert current_label(open_db(app_db), iid)["reviewer"] == ALICE
     # the reviewer query parameter of the no-sign-in mode changes nothing
     at.query_params["reviewer"] = "mallory"
@@ -191,6 +195,15 @@ def test_a_non_admin_cannot_change_thresholds_or_models(app_db, monkeypatch):
     assert at.slider(key="thr_accept"), "the preview stays available to everyone"
 
 
+def test_the_database_path_is_shown_to_administrators_only(app_db, monkeypatch):
+    """Issue 18 (15): where the server keeps its database is for those who run it."""
+    who = {"alice": {"is_logged_in": True, "email": ALICE}, "boss": {"is_logged_in": True, "email": BOSS}}
+    for name, shown in (("alice", False), ("boss", True)):
+        at = signed_in(monkeypatch, "pages/data/overview.py", who[name], admins=BOSS)
+        side = " ".join(c.value for c in at.sidebar.caption).replace("\\", "")
+        assert ("Database:" in side) is shown and (str(app_db) in side) is shown, (name, side)
+
+
 def test_with_sign_in_and_no_admin_list_nobody_is_admin(app_db, monkeypatch):
     at = signed_in(monkeypatch, "pages/setup/models.py", {"is_logged_in": True, "email": BOSS})
     assert "thr_save" not in {b.key for b in at.button}
@@ -206,7 +219,7 @@ def test_an_admin_can_change_thresholds(app_db, monkeypatch):
     assert not [w for w in at.warning if w.icon != ":material/policy:"], [w.value for w in at.warning]
     at.slider(key="thr_accept").set_value(0.0).run()
     at.button(key="thr_save").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not failures(at) and not at.error, [e.value for e in at.error]
     after = review.queue_counts(db)
     assert review.get_thresholds(db)[review.GLOBAL].accept == 0.0
     assert after["uncertain"] == 0 < before["uncertain"]
@@ -215,7 +228,7 @@ def test_an_admin_can_change_thresholds(app_db, monkeypatch):
 def test_oidc_without_a_provider_configured_says_so(app_db, monkeypatch):
     at = signed_in(monkeypatch, None, {"is_logged_in": False})
     at.button(key="auth_login").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     assert any("Sign-in is not set up" in e.value and "auth" in e.value for e in at.error), \
         [e.value for e in at.error]
     assert not at.metric

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.config import SETTINGS, Settings, settings_table
 from core.errors import SettingsError
+from tests.helpers import failures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -70,5 +71,5 @@ def test_app_bad_setting_is_an_error_on_the_page(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMTRIAGE_CLAIM_SECONDS", "soon")
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=30)
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     assert [e.value for e in at.error] == ["Setting SEMTRIAGE_CLAIM_SECONDS='soon': expected an integer"]

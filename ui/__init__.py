@@ -47,6 +47,14 @@ from ui.common import (
     show_error,
     switch_page,
 )
+from ui.failures import (
+    failure_boundary,
+    failure_text,
+    guarded,
+    job_failure_text,
+    show_failure,
+    show_job_failure,
+)
 from ui.images import frame_range, image_view, levels_view, prefetch, raw_frame, zoom_view
 from ui.keys import keyboard
 from ui.state import K, data_dir, db, db_key, settings
@@ -82,11 +90,15 @@ __all__ = [
     "db_key",
     "esc",
     "facets",
+    "failure_boundary",
+    "failure_text",
     "frame_range",
     "grid_counts",
+    "guarded",
     "image_view",
     "is_admin",
     "is_dark",
+    "job_failure_text",
     "keyboard",
     "levels_view",
     "model_file_changed",
@@ -106,6 +118,8 @@ __all__ = [
     "scale_bar_overlay",
     "settings",
     "show_error",
+    "show_failure",
+    "show_job_failure",
     "sign_in_gate",
     "switch_page",
     "theme_sidebar",

@@ -13,6 +13,7 @@ from core import agreement
 from core.errors import SemTriageError
 from ui.auth import reviewer, user
 from ui.cache import clear_after_label
+from ui.failures import guarded
 from ui.state import db, settings
 
 
@@ -54,6 +55,7 @@ def _changed() -> None:
     clear_after_label()
 
 
+@guarded("Adjudicating")
 def adjudicate(iid: int, label: str) -> None:
     ss = st.session_state
     if ss.get(AK.adj_current) != iid:
@@ -69,6 +71,7 @@ def adjudicate(iid: int, label: str) -> None:
     _changed()
 
 
+@guarded("Saving the overlap rule")
 def save_rule() -> None:
     ss = st.session_state
     scope = ss[AK.rule_scope]
@@ -84,6 +87,7 @@ def save_rule() -> None:
     _changed()
 
 
+@guarded("Removing the overlap rule")
 def remove_rule(scope: str) -> None:
     try:
         agreement.clear_overlap(db(), scope, by=user())
@@ -93,6 +97,7 @@ def remove_rule(scope: str) -> None:
     _changed()
 
 
+@guarded("Saving the gold-image rate")
 def save_gold_rate() -> None:
     try:
         agreement.set_gold_rate(db(), st.session_state[AK.gold_rate] / 100, by=user())
@@ -103,6 +108,7 @@ def save_gold_rate() -> None:
     _changed()
 
 
+@guarded("Marking gold images")
 def mark_gold() -> None:
     ss = st.session_state
     label = ss.get(AK.gold_label) or None
@@ -116,6 +122,7 @@ def mark_gold() -> None:
     _changed()
 
 
+@guarded("Unmarking a gold image")
 def unmark_gold(iid: int) -> None:
     try:
         agreement.unmark_gold(db(), iid, by=user())

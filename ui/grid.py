@@ -13,6 +13,7 @@ from core import review
 from core.errors import ClaimConflict, SemTriageError
 from ui.auth import reviewer
 from ui.cache import clear_after_label, grid_counts
+from ui.failures import guarded
 from ui.state import K, db
 
 
@@ -39,12 +40,14 @@ def offer_counts(db_: Any, key: str, model_id: int, who: str, include_auto: bool
     return counts, busy
 
 
+@guarded("Choosing the class")
 def class_chosen() -> None:
     """The class box changed: remember the class (a non-widget key, so that a change of the box's
     labels — e.g. the counts after 'Include auto-accepted' — can never switch it)."""
     st.session_state[K.grid_class] = st.session_state[K.grid_class_box]
 
 
+@guarded("Confirming the labels")
 def confirm(cls: str, ids: list[int], preds: dict[int, str] | None = None) -> None:
     """Give every image not ticked the class ``cls``; the ticked ones get their chosen class.
     ``preds``: each image's predicted class when they differ (a neighbourhood from the

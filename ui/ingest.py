@@ -16,6 +16,7 @@ from core import intake, jobs
 from core.errors import SemTriageError
 from core.progress import Progress
 from core.store import open_db
+from ui.failures import guarded
 
 
 def job_key(db_key: str) -> str:
@@ -51,6 +52,7 @@ def start(model: dict[str, Any] | None, *, uploads: list[Path] = (), folder: Pat
 
 
 @st.fragment(run_every=1.0)
+@guarded("Showing the ingest's progress")
 def progress_box(key: str) -> None:
     job = jobs.get_job(key)
     if job is None or not job.running:
@@ -125,7 +127,7 @@ def show_last(key: str) -> bool:
     elif job.status == "cancelled":
         st.info("Ingest stopped; what was stored stays. Resume it below.", icon=":material/info:")
     else:
-        ui.show_error(SemTriageError(job.error or "Ingest failed"))
+        ui.show_job_failure(job, "Ingest")
     return False
 
 

@@ -17,6 +17,7 @@ from core import jobs, review, training
 from core.errors import SemTriageError
 from core.progress import Progress
 from core.store import open_db
+from ui.failures import guarded
 
 ISSUES_SHOWN = 20
 GROUPING_LABELS: dict[str, str] = {"auto": "Automatic", "folders": "Folders and near-copies", "near-copies": "Near-copies only"}
@@ -28,12 +29,12 @@ def job_key(db_key: str) -> str:
 
 
 def start_finder(job: str, grouping: str = "auto") -> None:
-    path = ui.settings().db
+    path, by = ui.settings().db, ui.user()  # who asked: core refuses a non-administrator
 
     def work(progress: Progress, cancel: Any) -> training.IssueReport:
         own = open_db(path)  # this thread's own connection
         try:
-            return training.find_issues(own, progress=progress, cancel=cancel, grouping=grouping)
+            return training.find_issues(own, progress=progress, cancel=cancel, grouping=grouping, by=by)
         finally:
             own.conn.close()
 
@@ -41,6 +42,7 @@ def start_finder(job: str, grouping: str = "auto") -> None:
 
 
 @st.fragment(run_every=1.0)
+@guarded("Showing the finder's progress")
 def finder_progress(key: str) -> None:
     job = jobs.get_job(key)
     if job is None or not job.running:
@@ -51,6 +53,7 @@ def finder_progress(key: str) -> None:
         job.cancel()
 
 
+@guarded("Resolving the label issue")
 def resolve(iid: int, action: str) -> None:
     try:
         training.resolve_issue(ui.db(), iid, ui.reviewer(), action)
@@ -71,7 +74,7 @@ def issues_view(db: Database, db_key: str) -> None:
             st.info("Finding label issues was cancelled; the previous findings are kept.",
                     icon=":material/info:")
         else:
-            ui.show_error(RuntimeError(job.error or "Finding label issues failed"))
+            ui.show_job_failure(job, "Finding label issues")
     run, counts = training.last_run(db), training.issue_counts(db)
     c = st.columns([4, 1.3, 1], vertical_alignment="bottom")
     c[0].caption("Images whose label a model trained without them (nor their near-copies) "
@@ -89,7 +92,9 @@ def issues_view(db: Database, db_key: str) -> None:
     if job is not None and job.running:
         finder_progress(key)
     elif c[2].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
-                     width="stretch", help="Runs in the background; you can keep working."):
+                     width="stretch", disabled=not ui.is_admin(),
+                     help="Runs in the background; you can keep working." if ui.is_admin() else
+                     "Administrators only: its findings replace everyone's list."):
         start_finder(key, grouping or "auto")
         st.rerun()
     if (msg := st.session_state.pop("li_msg", None)) is not None:

@@ -14,6 +14,7 @@ from core import particles as P
 from core.errors import SemTriageError
 from core.images import read_image
 from ui.auth import reviewer
+from ui.failures import guarded
 from ui.state import db
 
 
@@ -70,6 +71,7 @@ def set_selected(ids: list[int]) -> None:
     st.session_state[PK.sel] = ids
 
 
+@guarded("Handling the click on the image")
 def on_click(image_id: int, labels: np.ndarray, ids: list[int], scale: float, shown_w: int) -> None:
     """The image component's callback: select / add / scale-bar point at the click."""
     c = st.session_state.get(PK.click)
@@ -107,6 +109,7 @@ def on_click(image_id: int, labels: np.ndarray, ids: list[int], scale: float, sh
     set_selected(sel)
 
 
+@guarded("Editing the particles")
 def do(action: str, image_id: int) -> None:
     """Delete / merge / split / verify / undo, as the buttons and their keys ask."""
     who = _who()
@@ -144,6 +147,7 @@ def do(action: str, image_id: int) -> None:
         _say("error", str(e))
 
 
+@guarded("Setting the pixel size")
 def set_scale(image_ids: list[int], nm_per_px: float | None, how: str) -> None:
     who = _who()
     if not who:

@@ -25,6 +25,7 @@ from core.errors import SemTriageError
 from core.models import Recommendation
 from core.progress import Progress
 from core.store import open_db
+from ui.failures import guarded
 
 POLL_S = 1.0
 RT_MSG = "rt_msg"  # (kind, text) shown once after promote / discard
@@ -153,7 +154,7 @@ def _finished(job: jobs.Job) -> None:
                                         "rebuilt " + ", ".join(f"{q} {n:,}" for q, n in res["queues"].items()))
         else:
             ui.clear_after_model()  # it may have switched before failing
-            st.session_state[RT_MSG] = ("error", "Promotion failed: " + ui.esc(job.error or job.message))
+            st.session_state[RT_MSG] = ("error", "Promotion failed: " + ui.job_failure_text(job, "Promotion"))
         st.rerun()  # the whole page: the new active model everywhere
     if job.status == "done":
         st.session_state[RT_MSG] = ("success", (f"Trained {ui.esc(job.result['version'])}: "
@@ -166,10 +167,11 @@ def _finished(job: jobs.Job) -> None:
     elif job.status == "cancelled":
         st.info("Retraining was cancelled; nothing was registered.", icon=":material/info:")
     else:
-        ui.show_error(RuntimeError(job.error or "Retraining failed"))
+        ui.show_job_failure(job, "Retraining")
 
 
 @st.fragment(run_every=POLL_S)
+@guarded("Showing the progress")
 def _progress(admin: bool) -> None:
     job = jobs.get_job(job_key())
     if job is None or not job.running:
@@ -309,6 +311,7 @@ def _comparison(db: Any, cand: dict[str, Any], admin: bool) -> None:
 # ---------------------------------------------------------------- threshold recommendation
 
 
+@guarded("Applying the recommended thresholds")
 def _apply(db: Any, model_id: int, recs: dict[str, Recommendation],
            per_class: bool) -> None:
     """Button callback: certify the recommended thresholds (core.review.certify: recorded,

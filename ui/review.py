@@ -10,6 +10,7 @@ from core import agreement, images, review
 from core.errors import ClaimConflict, SemTriageError
 from ui.auth import reviewer, user
 from ui.cache import clear_after_label
+from ui.failures import guarded
 from ui.state import K, db
 
 
@@ -26,6 +27,7 @@ def _review_advance(iid: int, back_mode: bool) -> None:
     ss[K.review_current] = None  # a second press before the next image shows does nothing
 
 
+@guarded("Saving your decision")
 def review_decide(iid: int, action: str, label: str | None = None,
                   classes: list[str] | None = None) -> None:
     ss = st.session_state
@@ -56,12 +58,14 @@ def review_decide(iid: int, action: str, label: str | None = None,
     clear_after_label()
 
 
+@guarded("Marking several")
 def review_several(iid: int) -> None:
     """M: start choosing the classes present (class keys toggle them, Enter saves)."""
     if st.session_state.get(K.review_current) == iid:
         st.session_state[K.review_several] = []
 
 
+@guarded("Choosing a class")
 def review_toggle(cls: str) -> None:
     chosen = st.session_state.setdefault(K.review_several, [])
     if cls in chosen:
@@ -70,6 +74,7 @@ def review_toggle(cls: str) -> None:
         chosen.append(cls)
 
 
+@guarded("Saving your decision")
 def review_several_save(iid: int) -> None:
     """Enter while choosing: save 'several' with the chosen classes (at least two)."""
     chosen = list(st.session_state.get(K.review_several) or [])
@@ -80,10 +85,12 @@ def review_several_save(iid: int) -> None:
     review_decide(iid, "several", classes=chosen)
 
 
+@guarded("Cancelling")
 def review_several_cancel() -> None:
     st.session_state.pop(K.review_several, None)
 
 
+@guarded("Zooming in")
 def review_zoom() -> None:
     """The zoom listener reported: a click on the fitted image (zoom there: 1:1, or at least
     twice the fitted view for a small image), a click on the zoomed one (back to the whole
@@ -202,16 +209,19 @@ def review_levels_reset(iid: int) -> None:
         st.session_state.pop(k, None)
 
 
+@guarded("Zooming out")
 def review_unzoom() -> None:
     st.session_state.pop(K.review_zoom, None)
 
 
+@guarded("Keeping the label")
 def review_keep(iid: int) -> None:
     """Looking back: keep this label and step forward."""
     if st.session_state.get(K.review_current) == iid:
         _review_advance(iid, True)
 
 
+@guarded("Undoing your last decision")
 def review_undo() -> None:
     """Undo the reviewer's last decision and put that image back on screen."""
     ss = st.session_state
@@ -234,6 +244,7 @@ def review_undo() -> None:
     clear_after_label()
 
 
+@guarded("Stepping through your decisions")
 def review_step(delta: int | None) -> None:
     """Move through this session's decisions: -1 back, +1 forward, None back to the queue."""
     ss = st.session_state
@@ -246,6 +257,7 @@ def review_step(delta: int | None) -> None:
         ss[K.review_back] = len(hist) - 1 if b is None else max(0, b + delta)
 
 
+@guarded("Releasing the image")
 def review_release(*_: object) -> None:
     """The queue or order changed: give back the images this reviewer held."""
     try:
@@ -254,6 +266,7 @@ def review_release(*_: object) -> None:
         pass
 
 
+@guarded("Changing the queue")
 def queue_changed() -> None:
     """Another queue: give back held images and open it in this reviewer's order of it."""
     review_release()
@@ -263,6 +276,7 @@ def queue_changed() -> None:
     ss[K.review_order] = review.queue_order(db(), ss[K.review_queue], reviewer())
 
 
+@guarded("Changing the order")
 def order_changed() -> None:
     """Another order: give back held images and remember it as this reviewer's order of the
     queue (nobody else's changes)."""
@@ -274,6 +288,7 @@ def order_changed() -> None:
         ss[K.review_msg] = ("error", str(e))
 
 
+@guarded("Setting the order for everyone")
 def order_for_everyone() -> None:
     """Administrators: make the current order this queue's default for everyone."""
     ss = st.session_state

@@ -17,6 +17,7 @@ from core import jobs, similarity
 from core.access import User
 from core.progress import Progress
 from core.store import open_db
+from ui.failures import guarded
 
 K = ui.K
 COLOUR_LABELS = {"label": "Current label", "prediction": "Prediction", "queue": "Queue", "reviewer": "Reviewer"}
@@ -63,6 +64,7 @@ def start_build(key: str, *, refit: bool, by: User | None, sample: int) -> None:
 
 
 @st.fragment(run_every=1.0)
+@guarded("Showing the build's progress")
 def build_progress(key: str) -> None:
     job = jobs.get_job(key)
     if job is None or not job.running:
@@ -90,7 +92,7 @@ def finished(key: str) -> None:
         st.info("The build was stopped; what was embedded is kept — Update goes on from there.",
                 icon=":material/info:")
     else:
-        ui.show_error(RuntimeError(job.error or "Building the similarity view failed"))
+        ui.show_job_failure(job, "Building the similarity view")
 
 
 def map_figure(df: pd.DataFrame, colour: str) -> go.Figure:

@@ -13,6 +13,8 @@ from core.datasets.exports import (
     ExportReport,
     export_counts,
     export_labels,
+    export_maker,
+    may_replace_export,
 )
 from core.datasets.groups import (
     CHUNK,
@@ -46,11 +48,13 @@ __all__ = [
     "dhash",
     "export_counts",
     "export_labels",
+    "export_maker",
     "group_holdout",
     "group_report",
     "hamming",
     "image_groups",
     "image_hashes",
+    "may_replace_export",
     "near_duplicate_pairs",
     "pattern_key",
     "predictions_report",

@@ -58,6 +58,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from core.access import User, require_admin, same_identity
 from core.datasets.copies import _Sources
 from core.datasets.manifest import _BY_ID, _Manifest, _paged, _snapshot
 from core.datasets.splits import SPLIT_NAMES, _check_fractions, assign_splits
@@ -241,6 +242,38 @@ def _prepare_target(out: Path, zip_path: Path | None) -> None:
             )
 
 
+def export_maker(out: str | Path) -> str | None:
+    """Who made the export at ``out``: the name it recorded, ``""`` for an export (or its zip)
+    that recorded none, ``None`` when there is no export there."""
+    out = Path(out).expanduser().absolute()
+    marker, zip_path = out / MARKER, out.with_name(out.name + ".zip")
+    if not marker.is_file():
+        return "" if zip_path.is_file() else None
+    try:
+        by = json.loads(marker.read_text(encoding="utf-8")).get("by")
+    except (OSError, ValueError, AttributeError):
+        by = None
+    return by if isinstance(by, str) else ""
+
+
+def may_replace_export(out: str | Path, by: User | None) -> bool:
+    """Whether ``by`` may write an export to ``out``: a new name, their own export, or an
+    administrator (``None`` = local use)."""
+    maker = export_maker(out)
+    return by is None or by.admin or maker is None or (bool(maker) and same_identity(maker, by.name))
+
+
+def _check_replace(out: Path, by: User | None) -> None:
+    """A previous export at ``out`` (or its zip) is replaced only by the person who made it or
+    an administrator: exports are shared folders, and one reviewer must not overwrite
+    another's under the same name."""
+    if may_replace_export(out, by):
+        return
+    maker = export_maker(out)
+    made = f"made by {maker!r}" if maker else "made by someone else"
+    require_admin(by, f"replace the export {out.name!r} ({made}); choose another export name")
+
+
 STALE_AFTER_S = 60.0
 
 
@@ -311,13 +344,16 @@ def export_labels(
     classes: list[str] | None = None,
     progress: Progress | None = None,
     verify: bool = False,
+    by: User | None = None,
 ) -> ExportReport:
     """Export the current labels to ``out_dir`` as ``fmt`` (see the module doc).
 
     ``classes`` restricts the export to those labels. ``split`` = (train, validation, test)
     fractions; ``seed`` fixes it. ``verify`` hashes every source for manifest-only formats
     too (copied files are always hashed). Raises :class:`ExportError` when there is nothing to
-    export or ``out_dir`` holds something other than a previous export.
+    export or ``out_dir`` holds something other than a previous export, and :class:`Forbidden`
+    when ``by`` (the app's user; ``None`` = local use) would replace an export someone else made
+    without being an administrator (the export records who made it).
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(
@@ -335,6 +371,7 @@ def export_labels(
         raise ExportError(f"Cannot export into {str(out)!r}; choose a folder")
     zip_path = out.with_name(out.name + ".zip") if zip_output else None
     _prepare_target(out, zip_path)
+    _check_replace(out, by)
     out.parent.mkdir(parents=True, exist_ok=True)
     where, params = _where(include_auto, include_special, classes)
     copy_files = fmt in ("imagefolder", "hf")
@@ -397,6 +434,7 @@ def export_labels(
                     "classes": classes,
                     "skipped": len(rep.skipped),
                     "created_at": now_iso(),
+                    "by": by.name if by is not None else None,
                 },
                 indent=1,
             ),
@@ -410,6 +448,7 @@ def export_labels(
             held.append(lock(zip_tmp))
             _write_zip(tmp, zip_tmp, out.name)
         _prepare_target(out, None)  # the folder may have changed during a long export
+        _check_replace(out, by)
         install_dir(tmp, out)
         if zip_path is not None and zip_tmp is not None:
             os.replace(zip_tmp, zip_path)

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 from sqlite_utils import Database
 
+from core.access import User, require_admin
 from core.datasets import image_groups, image_hashes
 from core.errors import Cancelled, InvalidValue, NotFound, TrainingError
 from core.progress import Progress
@@ -153,11 +154,15 @@ def find_issues(
     input_size: tuple[int, int] | None = None,
     cancel: threading.Event | None = None,
     grouping: str = "auto",
+    by: User | None = None,
 ) -> IssueReport:
     """Find likely mislabelled reference images and store them (replacing the previous run's
     open issues). ``pattern``: optional file-name regular expression for specimen groups (see
-    core.datasets.image_groups); ``grouping``: one of :data:`GROUPINGS`. Raises :class:`TrainingError` when there are too few labels or classes, and
+    core.datasets.image_groups); ``grouping``: one of :data:`GROUPINGS`. Its findings are shared
+    (every reviewer's Likely mislabelled list): administrators only (``by``; ``None`` = local
+    use, :class:`Forbidden` otherwise). Raises :class:`TrainingError` when there are too few labels or classes, and
     :class:`Cancelled` (nothing stored) once ``cancel`` is set."""
+    require_admin(by, "run the label-issue finder (its findings replace everyone's list)")
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -208,10 +213,10 @@ def find_issues(
     n_groups = len(set(groups))
     k = min(folds, n_groups)
     if k < 2:
-        by = "folder / specimen / near-copies" if used == "folders" else "specimen pattern / near-copies"
+        kind = "folder / specimen / near-copies" if used == "folders" else "specimen pattern / near-copies"
         hint = " Try grouping by near-copies only." if used == "folders" else ""
         raise TrainingError(f"All {len(ids)} readable reference images fall in one group "
-                            f"({by}): out-of-fold predictions need at least 2 groups.{hint}")
+                            f"({kind}): out-of-fold predictions need at least 2 groups.{hint}")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[r[2]] for r in rows], np.int64)
     if len(np.unique(y)) < 2:

@@ -62,14 +62,19 @@ else:
     )
 
 name = st.text_input("Export name", value=f"labels-{time.strftime('%Y%m%d-%H%M')}", key="exp_name")
-if st.button("Export", key="exp_go", type="primary", disabled=not total, icon=":material/archive:"):
-    out = ui.data_dir("exports", safe_name(name, default="labels"))
+out = ui.data_dir("exports", safe_name(name, default="labels"))
+theirs = not datasets.may_replace_export(out, ui.user())  # core refuses it too
+if theirs:
+    st.caption(f":material/lock: An export named {ui.esc(out.name)} by "
+               f"{ui.esc(datasets.export_maker(out) or 'someone else')} exists: choose another name "
+               "(only an administrator may replace it).")
+if st.button("Export", key="exp_go", type="primary", disabled=not total or theirs, icon=":material/archive:"):
     bar = st.progress(0.0, text="Exporting…")
     try:
         rep = datasets.export_labels(
             db, out, fmt=fmt, include_auto=auto, include_special=special, split=split,
             seed=int(ss.get("exp_seed", 0)), zip_output=True,
-            progress=lambda f, m: bar.progress(f, text=m),
+            progress=lambda f, m: bar.progress(f, text=m), by=ui.user(),
         )
     except SemTriageError as e:
         ui.show_error(e)

@@ -206,6 +206,7 @@ def choose_queue() -> str:
 
 
 @st.fragment
+@ui.guarded("The review panel")
 def panel() -> None:
     top = st.container(horizontal=True, vertical_alignment="bottom", gap="medium")
     choose_queue()

@@ -491,3 +491,35 @@ def test_several_exports_its_classes(env, fmt):
     assert sorted(r["classes"] == want for r in several) == [False, True], "one named, one not"
     assert [r["classes"] for r in several if r["classes"] != want] == [empty]
     assert all(r["classes"] == empty for r in rows if r["label"] != "several")
+
+
+def test_only_its_maker_or_an_administrator_replaces_an_export(env):
+    """Issue 18 (15): exports are shared folders; a reviewer writing under the name of someone
+    else's export would overwrite it. The export records who made it; another non-admin is
+    refused by name and nothing of the first export changes; its maker and an admin may."""
+    from core.access import User
+    from core.datasets import MARKER
+    from core.errors import Forbidden
+
+    db, tmp, _ = env
+    out = tmp / "exports" / "labels-today"
+    alice, bob, boss = User("alice", False), User("bob", False), User("boss", True)
+    export_labels(db, out, fmt="csv", zip_output=True, by=alice)
+    assert json.loads((out / MARKER).read_text())["by"] == "alice"
+    before = {p.name: p.read_bytes() for p in [*out.iterdir(), out.with_name(out.name + ".zip")]}
+    with pytest.raises(Forbidden, match=r"'bob' may not replace the export 'labels-today' \(made by 'alice'\)"):
+        export_labels(db, out, fmt="jsonl", zip_output=True, by=bob)
+    after = {p.name: p.read_bytes() for p in [*out.iterdir(), out.with_name(out.name + ".zip")]}
+    assert after == before, "the refused export changed nothing"
+    assert not list(out.parent.glob("*.partial-*")), "and left nothing behind"
+    export_labels(db, out, fmt="jsonl", by=User("Alice", False))  # its maker (names without case)
+    assert (out / "manifest.jsonl").is_file()
+    marker = json.loads((out / MARKER).read_text())
+    del marker["by"]  # an export without a maker on record (an older one): admins only
+    (out / MARKER).write_text(json.dumps(marker))
+    with pytest.raises(Forbidden, match="made by someone else"):
+        export_labels(db, out, fmt="csv", zip_output=True, by=alice)
+    rep = export_labels(db, out, fmt="csv", zip_output=True, by=boss)  # an administrator may
+    assert rep.count and json.loads((out / MARKER).read_text())["by"] == "boss"
+    export_labels(db, tmp / "exports" / "bobs", fmt="csv", by=bob)  # a new name: anyone
+    export_labels(db, out, fmt="csv")  # local use (the CLI): by=None

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tifffile
@@ -15,6 +16,7 @@ from core.review import force_threshold
 from core.store import backup, open_db
 from tests.helpers.images import write_images
 from tests.helpers.models import CLASSES, build_tiny_model
+from ui.failures import FAILURE_ICON
 
 
 def build_app_db(root: Path, *, n_png: int = 16, n_tiff: int = 4, reference: int = 4) -> Path:
@@ -51,3 +53,9 @@ def app_db_copy(template: Path, tmp_path: Path, monkeypatch) -> Path:
     monkeypatch.setenv("SEMTRIAGE_DB", str(path))
     monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
     return path
+
+
+def failures(at: Any) -> list[Any]:
+    """What went wrong in an AppTest run: Streamlit's exception boxes and the failures
+    ui/failures.py said in words instead (an error with its icon); each has ``.value``."""
+    return [*at.exception, *(e for e in at.error if e.icon == FAILURE_ICON)]

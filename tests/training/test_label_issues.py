@@ -189,3 +189,16 @@ def test_cli_group_by(ref_db, tmp_path):
     r = CliRunner().invoke(cli, ["issues", "find", "--db", path, "--group-by", "near-copies", "--json"])
     assert r.exit_code == 0, r.output
     assert '"grouping": "near-copies"' in r.output
+
+
+def test_only_an_administrator_runs_the_finder(ref_db):
+    """Issue 18 (15): the finder's findings replace everyone's Likely mislabelled list; a
+    non-admin is refused by name before anything is read or stored, an administrator runs it."""
+    from core.access import User
+    from core.errors import Forbidden
+
+    with pytest.raises(Forbidden, match="'bob' may not run the label-issue finder"):
+        find_issues(ref_db, folds=3, input_size=(SIZE, SIZE), by=User("bob", False))
+    assert last_run(ref_db) is None and issue_counts(ref_db)["open"] == 0
+    rep = find_issues(ref_db, folds=3, input_size=(SIZE, SIZE), by=User("boss", True))
+    assert last_run(ref_db)["labels"] == rep.labels == 48

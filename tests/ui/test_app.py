@@ -14,7 +14,7 @@ from core import jobs
 from core import review as core_review
 from core.review import current_label, history, queue_counts
 from core.store import open_db
-from tests.helpers import app_db_copy, build_app_db, build_tiny_model, write_images
+from tests.helpers import app_db_copy, build_app_db, build_tiny_model, failures, write_images
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = [
@@ -48,12 +48,12 @@ def empty_db(tmp_path, monkeypatch) -> Path:
 def start(page: str | None = None, reviewer: str | None = "alice") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=30)
     at.run()
-    assert not at.exception, at.exception
+    assert not failures(at), failures(at)
     if reviewer:
         at.text_input(key="reviewer").input(reviewer).run()
     if page:
         at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return at
 
 
@@ -69,7 +69,7 @@ def texts(at: AppTest) -> str:
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_empty_db(empty_db, page):
     at = start(page, reviewer=None)
-    assert not at.exception
+    assert not failures(at)
     assert not at.error, [e.value for e in at.error]
 
 
@@ -82,7 +82,7 @@ def test_empty_db_pages_say_what_to_do(empty_db):
 @pytest.mark.parametrize("page", PAGES)
 def test_page_renders_on_populated_db(app_db, page):
     at = start(page)
-    assert not at.exception
+    assert not failures(at)
     assert not at.error, [e.value for e in at.error]
 
 
@@ -107,7 +107,7 @@ def test_accept_records_the_prediction_with_the_reviewer(app_db):
     iid = at.session_state["review_current"]
     pred = core_review.review_item(open_db(app_db), iid)["pred"]
     at.button(key=f"rv_accept_{iid}").click().run()
-    assert not at.exception
+    assert not failures(at)
     cur = current_label(open_db(app_db), iid)
     assert cur is not None and (cur["label"], cur["reviewer"], cur["action"]) == (pred, "alice", "accept")
     nxt = at.session_state["review_current"]
@@ -165,7 +165,7 @@ def test_undo_removes_the_label_and_shows_the_image_again(app_db):
     at.button(key=f"rv_accept_{iid}").click().run()
     assert current_label(open_db(app_db), iid) is not None
     at.button(key="rv_undo").click().run()
-    assert not at.exception
+    assert not failures(at)
     db = open_db(app_db)
     assert current_label(db, iid) is None
     events = history(db, iid)
@@ -211,7 +211,7 @@ def test_empty_queue_offers_the_other_queues(app_db):
 def test_overview_queue_button_opens_review_on_that_queue(app_db):
     at = start("pages/data/overview.py")
     at.button(key="ov_go_mixed").click().run()
-    assert not at.exception
+    assert not failures(at)
     assert at.session_state["review_queue"] == "mixed"
     iid = at.session_state["review_current"]
     assert core_review.review_item(open_db(app_db), iid)["queue"] == "mixed"
@@ -234,7 +234,7 @@ def test_grid_confirms_the_rest_and_relabels_the_ticked(app_db):
     other = next(c for c in CLASSES if c != cls)
     at.selectbox(key=f"grid_cls_{odd}").set_value(other).run()
     at.button(key="grid_confirm").click().run()
-    assert not at.exception
+    assert not failures(at)
     assert current_label(db, odd)["label"] == other
     rest = [int(b.key.rsplit("_", 1)[1]) for b in boxes[1:]]
     assert all(current_label(db, i)["label"] == cls for i in rest)
@@ -267,7 +267,7 @@ def test_grid_reserves_nothing_until_confirmed_and_counts_others_claims(app_db):
     assert f"({len(shown) - 1:,} to confirm)" in label, label
     # alice confirms: carol's image is left to carol, the rest is labelled by alice
     alice.button(key="grid_confirm").click().run()
-    assert not alice.exception
+    assert not failures(alice)
     assert current_label(db, taken) is None
     assert all(current_label(db, i)["reviewer"] == "alice" for i in shown[1:])
     assert "1 left to other reviewers" in texts(alice)
@@ -288,7 +288,7 @@ def test_grid_include_auto_keeps_the_class_and_sizes_change_the_columns(app_db):
     at.toggle(key="grid_auto").set_value(False).run()
     assert at.selectbox(key="grid_class_box").value == classes[0]
     at.button_group(key="grid_size").set_value("Extra large").run()
-    assert not at.exception
+    assert not failures(at)
     assert at.session_state["grid_size"] == "Extra large"
 
 
@@ -299,7 +299,7 @@ def test_threshold_change_reroutes_the_queues(app_db):
     at.slider(key="thr_accept").set_value(0.0).run()
     assert "Estimated error" in texts(at) or "no error estimate" in texts(at)
     at.button(key="thr_save").click().run()
-    assert not at.exception
+    assert not failures(at)
     after = queue_counts(db)
     assert after["uncertain"] == 0 < before["uncertain"]
     assert after["auto"] > before["auto"]
@@ -310,13 +310,30 @@ def test_export_writes_files_and_offers_the_zip(app_db, tmp_path):
     at.selectbox(key="exp_fmt").set_value("csv").run()
     at.text_input(key="exp_name").input("ref").run()
     at.button(key="exp_go").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     out = tmp_path / "data" / "exports" / "ref"
     assert (out / "manifest.csv").is_file()
     assert (tmp_path / "data" / "exports" / "ref.zip").is_file()
     assert "4 images exported" in texts(at)
     at.button(key="exp_report").click().run()
     assert list((tmp_path / "data" / "exports").glob("predictions-*.csv"))
+
+
+def test_an_export_of_someone_else_is_not_replaced(app_db, tmp_path, monkeypatch):
+    """Issue 18 (15): bob may not export under the name of alice's export (the button is
+    disabled and says why; core refuses it too) and her files stay; her own second export
+    under that name replaces it."""
+    monkeypatch.setenv("SEMTRIAGE_ADMIN_USERS", "boss")
+    out = tmp_path / "data" / "exports" / "ref"
+    for who in ("alice", "bob", "alice"):
+        at = start("pages/data/export.py", reviewer=who)
+        at.text_input(key="exp_name").input("ref").run()
+        assert at.button(key="exp_go").disabled is (who == "bob"), who  # hers: bob may not
+        assert ("only an administrator may replace it" in texts(at)) is (who == "bob")
+        if who != "bob":  # core's refusal of bob itself: tests/datasets/test_exports.py
+            at.button(key="exp_go").click().run()
+            assert not failures(at) and not at.error, [e.value for e in at.error]
+        assert json.loads((out / ".semtriage-export.json").read_text())["by"] == "alice"
 
 
 def finish_ingest(at, app_db) -> None:
@@ -326,7 +343,7 @@ def finish_ingest(at, app_db) -> None:
     assert job is not None and job.kind == "ingest"
     assert job.wait(120) and job.status == "done", (job.status, job.error)
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
 
 
 def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
@@ -336,7 +353,7 @@ def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
     at = start("pages/data/ingest.py")
     at.text_input(key="ing_folder").input(str(folder)).run()
     at.button(key="ing_go_folder").click().run()
-    assert not at.exception
+    assert not failures(at)
     finish_ingest(at, app_db)
     db = open_db(app_db)
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 23
@@ -353,7 +370,7 @@ def test_ingest_refuses_a_folder_outside_the_roots(app_db):
     at = start("pages/data/ingest.py")
     at.text_input(key="ing_folder").input("/etc").run()
     at.button(key="ing_go_folder").click().run()
-    assert not at.exception
+    assert not failures(at)
     assert any("outside the allowed roots" in e.value for e in at.error)
 
 
@@ -377,7 +394,7 @@ def test_reference_search_filters_in_sql(app_db):
 
 def test_user_text_is_not_rendered_as_markup(app_db):
     at = start("pages/label/review.py", reviewer="<b>eve</b>")
-    assert not at.exception
+    assert not failures(at)
     assert at.session_state["reviewer_name"] == "<b>eve</b>"
     iid = at.session_state["review_current"]
     at.button(key=f"rv_accept_{iid}").click().run()
@@ -402,7 +419,7 @@ def test_ingest_uploads_files_and_a_zip_with_class_folders(app_db, tmp_path):
     ]).run()
     at.checkbox(key="ing_up_labels").check().run()
     at.button(key="ing_go_upload").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     finish_ingest(at, app_db)
     db = open_db(app_db)
     assert db.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 23
@@ -423,7 +440,7 @@ def test_register_a_model_upload_with_class_names_and_activate_it(app_db, tmp_pa
     at.text_area(key="mdl_classes").input("a\nb\nc\nd").run()
     at.toggle(key="mdl_make_active").set_value(True).run()
     at.button(key="mdl_register").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     job = jobs.get_job("retrain:" + str(app_db.resolve()))  # activating predicts in the background
     assert job is not None and job.kind == "promote"
     assert job.wait(60) and job.status == "done", (job.status, job.error)
@@ -441,7 +458,7 @@ def test_a_file_that_is_not_a_model_is_refused_cleanly(app_db):
     at = start("pages/setup/models.py")
     at.file_uploader(key="mdl_file").set_value(("junk.onnx", b"not a model", "application/octet-stream")).run()
     at.button(key="mdl_register").click().run()
-    assert not at.exception
+    assert not failures(at)
     assert any("Cannot read ONNX model" in e.value for e in at.error)
 
 

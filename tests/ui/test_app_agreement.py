@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from core import agreement
 from core.review import current_label
 from core.store import open_db
-from tests.helpers import app_db_copy, build_app_db
+from tests.helpers import app_db_copy, build_app_db, failures
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGES = ["pages/data/agreement.py", "pages/label/adjudicate.py"]
@@ -35,7 +35,7 @@ def start(page: str, reviewer: str | None = "alice") -> AppTest:
     if reviewer:
         at.text_input(key="reviewer").input(reviewer).run()
     at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return at
 
 
@@ -59,7 +59,7 @@ def test_admin_sets_overlap_and_gold_from_the_page(app_db):
     at.slider(key="agr_rule_rate").set_value(25)
     at.number_input(key="agr_rule_reviewers").set_value(3)
     at.button(key="FormSubmitter:agr_rule_form-Save overlap rule").click().run()
-    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert not failures(at) and not at.error, [e.value for e in at.error]
     db = open_db(app_db)
     assert {s: (r.rate, r.reviewers) for s, r in agreement.overlap_rules(db).items()} == {"queue:uncertain": (0.25, 3)}
     gold = db.execute("SELECT image_id, label FROM current_labels WHERE source = 'import' LIMIT 1").fetchone()
@@ -90,7 +90,7 @@ def review_decide(at: AppTest, key_prefix: str) -> int:
     btn = next(b for b in at.button if (b.key or "").startswith(key_prefix))
     iid = int(btn.key.rsplit("_", 1)[1])
     btn.click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return iid
 
 
@@ -109,7 +109,7 @@ def test_overlap_from_review_to_adjudication_to_the_numbers(app_db, monkeypatch)
     shown = texts(carol)
     assert "alice" in shown and "bob" in shown
     carol.button(key=f"adj_cls2_{x}").click().run()
-    assert not carol.exception
+    assert not failures(carol)
     cur = current_label(open_db(app_db), x)
     assert (cur["reviewer"], cur["label"]) == ("carol", open_db(app_db).execute(
         "SELECT json_extract(class_names, '$[2]') FROM models WHERE active = 1").fetchone()[0])

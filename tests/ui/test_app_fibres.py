@@ -14,6 +14,7 @@ from core.config import Settings
 from core.intake import ingest
 from core.store import open_db
 from core.synth import save_image
+from tests.helpers import failures
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 PAGE = "pages/data/fibres.py"
@@ -23,9 +24,9 @@ def start(reviewer: str = "alice") -> AppTest:
     at = AppTest.from_file(APP, default_timeout=60)
     at.query_params["reviewer"] = reviewer
     at.run()
-    assert not at.exception, at.exception
+    assert not failures(at), failures(at)
     at.switch_page(PAGE).run()
-    assert not at.exception, at.exception
+    assert not failures(at), failures(at)
     return at
 
 
@@ -61,7 +62,7 @@ def test_one_image_shows_numbers_of_both_methods_and_stores_them(fibre_db):
     if fibres.FIBRE_MODEL.is_file():
         assert table.loc["status", "learned"] == "ok"
     at.button(key="fib_store").click().run()
-    assert not at.exception, at.exception
+    assert not failures(at), failures(at)
     rows = fibres.fibre_results(open_db(fibre_db))
     assert rows and rows[0]["status"] == "ok"
 

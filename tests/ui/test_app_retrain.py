@@ -17,7 +17,7 @@ from core.intake import ingest
 from core.models import Classifier, active_model, list_models, register_model
 from core.review import get_thresholds
 from core.store import open_db
-from tests.helpers import app_db_copy, build_tiny_model, write_images
+from tests.helpers import app_db_copy, build_tiny_model, failures, write_images
 from tests.helpers.labelled import build_labelled_db
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
@@ -46,7 +46,7 @@ def start(reviewer: str = "alice") -> AppTest:
     at.run()
     at.text_input(key="reviewer").input(reviewer).run()
     at.switch_page("pages/setup/models.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return at
 
 
@@ -64,13 +64,13 @@ def test_retrain_in_background_then_compare_and_promote(app_db):
     assert "labelled images to learn from" in texts(at)
     at.selectbox(key="rt_family").set_value("texture")
     at.button(key="rt_start").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     job = jobs.get_job("retrain:" + str(app_db.resolve()))
     assert job is not None
     assert job.wait(120), "training finished"
     assert job.status == "done", job.error
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     assert "held-out accuracy on unseen groups" in texts(at)
     cid = job.result["model_id"]
     assert at.selectbox(key="rt_candidate").value == cid
@@ -88,7 +88,7 @@ def test_retrain_in_background_then_compare_and_promote(app_db):
         training = jobs.get_job(key)
         assert training is not None and training.kind == "retrain" and training.running
         at.button(key=f"rt_promote_{cid}").click().run()
-        assert not at.exception, [e.value for e in at.exception]
+        assert not failures(at), [e.value for e in failures(at)]
         assert jobs.get_job(key) is training, "no promotion while a retraining runs"
         assert "A retraining is running" in texts(at)
         training.cancel()
@@ -102,7 +102,7 @@ def test_retrain_in_background_then_compare_and_promote(app_db):
     lock.conn.execute("BEGIN IMMEDIATE")
     try:
         at.button(key=f"rt_promote_{cid}").click().run()
-        assert not at.exception, [e.value for e in at.exception]
+        assert not failures(at), [e.value for e in failures(at)]
         job = jobs.get_job(key)
         assert job is not None and job.kind == "promote" and job.running
         assert any(t.startswith("Promoting") for t in progress_texts(at)), progress_texts(at)
@@ -118,7 +118,7 @@ def test_retrain_in_background_then_compare_and_promote(app_db):
         lock.conn.close()
     assert job.wait(120) and job.status == "done", (job.status, job.error)
     at.run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     db = open_db(app_db)
     assert active_model(db)["id"] == cid
     assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?", [cid]).fetchone()[0] == \
@@ -172,7 +172,7 @@ def test_recommended_threshold_is_applied(tmp_path, monkeypatch):
     at.number_input(key="rec_target").set_value(20.0).run()
     assert "Accept when p1 ≥" in texts(at)
     at.button(key="rec_apply").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     t = get_thresholds(open_db(path))["*"].accept
     assert t < 0.7 and "Applied the recommended thresholds" in texts(at)
     assert at.slider(key="thr_accept").value == pytest.approx(t)
@@ -188,13 +188,13 @@ def test_make_active_predicts_in_the_background_and_survives_leaving_the_page(ap
     broken.write_bytes(b"II*\x00 truncated since it was ingested")  # one image went bad on disk
     at = start()
     at.button(key=f"mdl_activate_{other['id']}").click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     job = jobs.get_job("retrain:" + str(app_db.resolve()))
     assert job is not None and job.kind == "promote"
     at.switch_page("pages/label/review.py").run()  # the user walks away: the switch goes on without the page
     assert job.wait(120) and job.status == "done", (job.status, job.error)
     at.switch_page("pages/setup/models.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     db = open_db(app_db)
     assert active_model(db)["id"] == other["id"]
     assert db.execute("SELECT COUNT(*) FROM predictions WHERE model_id = ?",
@@ -213,4 +213,4 @@ def test_a_version_whose_file_was_overwritten_is_flagged_and_cannot_be_made_acti
     at = start()
     assert "has changed since this version was registered" in texts(at)
     assert at.button(key=f"mdl_activate_{other['id']}").disabled
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]

@@ -12,6 +12,7 @@ from core import particles as P
 from core.intake import ingest
 from core.store import open_db
 from core.synth import write_particle_dataset
+from tests.helpers import failures
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 VIEWS = ["Review", "Distribution", "Detect & export"]
@@ -36,7 +37,7 @@ def start(reviewer: str | None = "alice") -> AppTest:
     if reviewer:
         at.text_input(key="reviewer").input(reviewer).run()
     at.switch_page("pages/data/particles.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
     return at
 
 
@@ -45,14 +46,14 @@ def test_every_view_renders_on_an_empty_database(tmp_path, monkeypatch, view):
     monkeypatch.setenv("SEMTRIAGE_DB", str(tmp_path / "e.db"))
     at = start()
     at.segmented_control(key="pt_view").set_value(view).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
 
 
 @pytest.mark.parametrize("view", VIEWS)
 def test_every_view_renders_with_particles(pdb, view):
     at = start()
     at.segmented_control(key="pt_view").set_value(view).run()
-    assert not at.exception, [e.value for e in at.exception]
+    assert not failures(at), [e.value for e in failures(at)]
 
 
 def test_verify_and_undo_buttons_change_the_database(pdb):
