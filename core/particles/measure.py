@@ -80,8 +80,12 @@ def _corners(mask: np.ndarray) -> np.ndarray:
     rr, cc = np.nonzero(mask & ~inner)
     if len(rr) == 0:
         rr, cc = np.nonzero(mask)
-    pts = np.concatenate([np.stack([cc + dx, rr + dy], 1) for dx in (0, 1) for dy in (0, 1)])
-    return np.unique(pts, axis=0).astype(np.float64)
+    # the four corners of every boundary pixel, each once: unique over one int64 key per point
+    # (np.unique(axis=0) sorts row views: several times slower on ~500 particles a frame)
+    span = int(rr.max()) + 2
+    keys = np.concatenate([(cc + dx).astype(np.int64) * span + (rr + dy) for dx in (0, 1) for dy in (0, 1)])
+    u = np.unique(keys)
+    return np.stack([u // span, u % span], 1).astype(np.float64)
 
 
 def measure(labels: np.ndarray, image: np.ndarray | None = None, *,
