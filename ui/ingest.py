@@ -5,6 +5,7 @@ upload that stopped with the server is offered again (``core.intake.unfinished_u
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import intake, jobs
+from core import intake, jobs, similarity
 from core.errors import SemTriageError
 from core.progress import Progress
 from core.store import open_db
@@ -34,16 +35,20 @@ def start(model: dict[str, Any] | None, *, uploads: list[Path] = (), folder: Pat
         own = open_db(cfg.db)  # this thread's own connection
         try:
             if folder is not None:
-                return intake.ingest(own, [folder], classifier=clf, model_id=model_id,
-                                     labels_from_folders=labels, settings=cfg, progress=progress,
-                                     allowed_roots=cfg.roots, importer=f"import:{by.name or 'upload'}",
-                                     replace_labels=replace, by=by)
-            total = intake.IngestReport()
-            for up in uploads:
-                rep = intake.ingest_upload(own, up, classifier=clf, model_id=model_id,
-                                           labels_from_folders=labels, settings=cfg,
-                                           progress=progress, by=by, replace_labels=replace)
-                intake.received._add(total, rep)
+                total = intake.ingest(own, [folder], classifier=clf, model_id=model_id,
+                                      labels_from_folders=labels, settings=cfg, progress=progress,
+                                      allowed_roots=cfg.roots, importer=f"import:{by.name or 'upload'}",
+                                      replace_labels=replace, by=by)
+            else:
+                total = intake.IngestReport()
+                for up in uploads:
+                    rep = intake.ingest_upload(own, up, classifier=clf, model_id=model_id,
+                                               labels_from_folders=labels, settings=cfg,
+                                               progress=progress, by=by, replace_labels=replace)
+                    intake.received._add(total, rep)
+            if total.added:  # the new images get neighbours at once where a similarity view exists
+                with contextlib.suppress(SemTriageError):  # never fails the ingest itself
+                    similarity.embed_new(own, progress=progress, cancel=cancel)
             return total
         finally:
             own.conn.close()

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from core import datasets, intake, models, review, store, workflows
+from core import datasets, intake, models, review, similarity, store, workflows
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
 from core.config import DEFAULT_MODEL, Settings
+from core.errors import SemTriageError
 
 
 @click.command()
@@ -60,10 +61,18 @@ def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no
         extra = intake.predict_pending(db, clf, model["id"], settings=settings, workers=workers)
         rep.predicted += extra.predicted
         rep.failed += extra.failed
+    embedded = None
+    if not no_predict and rep.added:  # new images get their neighbours at once (if a view exists)
+        try:
+            emb = similarity.embed_new(db)
+            embedded = emb.embedded if emb is not None else None
+        except SemTriageError as e:
+            click.echo(f"  similarity view not updated: {e}", err=True)
     for path, reason in rep.failed:
         if not as_json:
             click.echo(f"  skipped {path}: {reason}", err=True)
-    emit(as_json, rep.to_json(), rep.summary())
+    emit(as_json, {**rep.to_json(), "embedded": embedded},
+         rep.summary() + (f" Similarity view: {embedded} new images embedded." if embedded else ""))
     if rep.failed and rep.added + rep.duplicates + rep.unchanged == 0:
         sys.exit(1)
 

@@ -285,6 +285,18 @@ def embed_archive(db: Database, *, refit: bool = False, seed: int = 0, progress:
                        round(time.perf_counter() - t0, 2))
 
 
+def embed_new(db: Database, *, progress: Progress | None = None,
+              cancel: threading.Event | None = None) -> EmbedReport | None:
+    """After an ingest: embed the images added since, in the active space, so that they have
+    neighbours at once (the map waits for the next build). None — nothing done — when the
+    database has no similarity view yet (building one is a choice: ``semtriage similar build``)
+    or its extractor changed (that needs a refit)."""
+    space = active_space(db)
+    if space is None or space.extractor_sha256 != sha256_file(feature_extractor().path):
+        return None
+    return embed_archive(db, progress=progress, cancel=cancel)
+
+
 def vectors(db: Database, space: Space, image_ids: Sequence[int] | None = None
             ) -> tuple[np.ndarray, np.ndarray]:
     """(ids (N,), vectors (N, dims) float32) in ``space``, every embedded image or those of

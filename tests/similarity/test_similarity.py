@@ -256,3 +256,22 @@ def test_real_micrographs_nearest_neighbour_mostly_shares_the_category(tmp_path,
     hits = [cat[n[i]] == cat[n[similarity.neighbours(d, i, 1)[0][0]]] for i in n if n[i] in cat]
     assert len(hits) >= 50 and np.mean(hits) >= 0.7, f"{np.mean(hits):.0%}"
     similarity.forget_index(d)
+
+
+def test_cli_ingest_embeds_new_images_once_a_view_exists(db, tmp_path, monkeypatch):
+    path = str(tmp_path / "sim.db")
+    monkeypatch.setenv("SEMTRIAGE_ROOTS", str(tmp_path))
+    run = CliRunner().invoke
+    first = save(texture("fibres", np.random.default_rng(11)), tmp_path / "in1" / "early_fibres.png")
+    out = run(cli, ["ingest", str(first.parent), "--db", path, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["embedded"] is None  # no view yet: building one is a choice
+    assert similarity.active_space(db) is None
+    similarity.embed_archive(db)
+    late = save(texture("powder", np.random.default_rng(12)), tmp_path / "in2" / "late_powder.png")
+    out = run(cli, ["ingest", str(late.parent), "--db", path, "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["embedded"] == 1
+    hits = similarity.neighbours(db, by_name(db, "late_powder.png"), 5)  # no build needed
+    n = names(db)
+    assert sum(n[i].startswith("powder") for i, _ in hits) >= 3

@@ -366,6 +366,25 @@ def test_ingest_a_server_folder_with_a_failure_table(app_db, tmp_path):
     assert shown["Confident"] == str(dict(new).get("auto", 0))
 
 
+def test_ingest_on_the_page_embeds_the_new_images_where_a_similarity_view_exists(app_db, tmp_path):
+    from core import similarity
+
+    db = open_db(app_db)
+    similarity.embed_archive(db)
+    folder = tmp_path / "more"
+    write_images(folder, n=2, size=40, seed=21)
+    at = start("pages/data/ingest.py")
+    at.text_input(key="ing_folder").input(str(folder)).run()
+    at.button(key="ing_go_folder").click().run()
+    finish_ingest(at, app_db)
+    new = [r[0] for r in db.execute("SELECT image_id FROM files WHERE path LIKE ?", [f"{folder}%"])]
+    assert len(new) == 2
+    assert db.execute("SELECT COUNT(*) FROM embeddings WHERE vec IS NOT NULL AND image_id IN (?, ?)",
+                      new).fetchone()[0] == 2
+    similarity.neighbours(db, new[0], 3)  # found at once, no build
+    similarity.forget_index(db)
+
+
 def test_ingest_refuses_a_folder_outside_the_roots(app_db):
     at = start("pages/data/ingest.py")
     at.text_input(key="ing_folder").input("/etc").run()
