@@ -3,13 +3,16 @@ Chromium launch flags, and waits for Streamlit's reruns and for the next review 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,6 +69,32 @@ def stop_server(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+@contextlib.contextmanager
+def app_server(db_path: Path, roots: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """A running app (:func:`start_server`, its log ``roots/streamlit.log``) for the block: its
+    URL; stopped afterwards. Skips the test when Chromium is absent."""
+    need_chromium()
+    proc, url = start_server(db_path, roots, roots / "streamlit.log", env=env)
+    try:
+        yield url
+    finally:
+        stop_server(proc)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """A launched headless Chromium (Playwright) for the block. Skips when it is absent."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()
 
 
 def settle(page) -> None:

@@ -14,11 +14,10 @@ from tests.helpers.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MAIN_IMAGE,
+    app_server,
     need_chromium,
     next_image_after,
     settle,
-    start_server,
-    stop_server,
 )
 
 pytestmark = pytest.mark.browser
@@ -30,11 +29,8 @@ def server(tmp_path):
     from tests.helpers import build_app_db
 
     db_path = build_app_db(tmp_path)
-    proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log")
-    try:
+    with app_server(db_path, tmp_path) as url:
         yield url, db_path
-    finally:
-        stop_server(proc)
 
 
 def test_review_by_keyboard_undo_and_export(server, tmp_path):

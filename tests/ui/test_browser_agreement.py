@@ -16,11 +16,10 @@ from tests.helpers.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MAIN_IMAGE,
+    app_server,
     need_chromium,
     press,
     settle,
-    start_server,
-    stop_server,
     wait_new_image,
 )
 
@@ -38,11 +37,8 @@ def server(tmp_path):
     db_path = build_app_db(tmp_path)
     agreement.set_overlap(open_db(db_path), 1.0, reviewers=2)
     env = {"SEMTRIAGE_ADMIN_USERS": "boss@lab.example.org", "SEMTRIAGE_ADJUDICATORS": CAROL}
-    proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log", env=env)
-    try:
+    with app_server(db_path, tmp_path, env=env) as url:
         yield url, db_path
-    finally:
-        stop_server(proc)
 
 
 def open_page(browser, url: str, user: str, link: str, ready: str = MAIN_IMAGE):

@@ -16,10 +16,8 @@ from core.store import open_db
 from core.workflows import build_demo
 from tests.helpers import build_tiny_model
 from tests.helpers.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     MAIN_IMAGE,
-    need_chromium,
+    chromium,
     next_image_after,
     settle,
     start_server,
@@ -42,15 +40,8 @@ def demo_db(root):
 
 @pytest.fixture
 def browser():
-    need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def open_page(browser, url, path, wait_for):

@@ -12,10 +12,9 @@ from tests.helpers.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     MAIN_IMAGE,
+    app_server,
     need_chromium,
     settle,
-    start_server,
-    stop_server,
 )
 
 pytestmark = pytest.mark.browser
@@ -29,11 +28,8 @@ def server(tmp_path):
     from tests.helpers import build_app_db
 
     db_path = build_app_db(tmp_path)
-    proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log")
-    try:
+    with app_server(db_path, tmp_path) as url:
         yield url, tmp_path / "streamlit.log"
-    finally:
-        stop_server(proc)
 
 
 def no_exception(page, where: str, log) -> None:

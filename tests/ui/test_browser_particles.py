@@ -16,10 +16,9 @@ from tests.helpers.browser import (
     ARTIFACTS,
     CHROMIUM,
     CHROMIUM_ARGS,
+    app_server,
     need_chromium,
     settle,
-    start_server,
-    stop_server,
 )
 
 pytestmark = pytest.mark.browser
@@ -35,11 +34,8 @@ def server(tmp_path):
     db = open_db(db_path)
     ingest(db, [imgs])
     P.detect_images(db, [1], method="classical")
-    proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log")
-    try:
+    with app_server(db_path, tmp_path) as url:
         yield url, db_path
-    finally:
-        stop_server(proc)
 
 
 def wait_for(cond, timeout=20.0):

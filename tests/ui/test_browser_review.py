@@ -16,10 +16,8 @@ from core.models import Classifier, register_model
 from core.store import open_db
 from tests.helpers import CLASSES, build_app_db, build_tiny_model
 from tests.helpers.browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     MAIN_IMAGE,
-    need_chromium,
+    chromium,
     next_image_after,
     settle,
     start_server,
@@ -52,15 +50,8 @@ def big_db(root):
 
 @pytest.fixture
 def browser():
-    need_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
+    with chromium() as b:
+        yield b
 
 
 def serve(db_path, tmp_path):

@@ -13,10 +13,9 @@ from core.store import open_db
 from tests.helpers.browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
+    app_server,
     need_chromium,
     settle,
-    start_server,
-    stop_server,
 )
 from tests.helpers.labelled import build_labelled_db
 
@@ -27,11 +26,8 @@ pytestmark = pytest.mark.browser
 def server(tmp_path):
     need_chromium()
     db_path = build_labelled_db(tmp_path)
-    proc, url = start_server(db_path, tmp_path, tmp_path / "streamlit.log")
-    try:
+    with app_server(db_path, tmp_path) as url:
         yield url, db_path, tmp_path / "streamlit.log"
-    finally:
-        stop_server(proc)
 
 
 def no_exception(page, log) -> None:
