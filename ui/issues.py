@@ -18,6 +18,7 @@ from core.errors import SemTriageError
 from core.progress import Progress
 from core.store import open_db
 from ui.failures import guarded
+from ui.progress import job_progress
 
 ISSUES_SHOWN = 20
 GROUPING_LABELS: dict[str, str] = {"auto": "Automatic", "folders": "Folders and near-copies", "near-copies": "Near-copies only"}
@@ -39,18 +40,6 @@ def start_finder(job: str, grouping: str = "auto") -> None:
             own.conn.close()
 
     jobs.start_job(job, "label_issues", work)
-
-
-@st.fragment(run_every=1.0)
-@guarded("Showing the finder's progress")
-def finder_progress(key: str) -> None:
-    job = jobs.get_job(key)
-    if job is None or not job.running:
-        st.rerun()  # the whole page: show the findings
-    assert job is not None
-    st.progress(job.fraction, text=f"Finding label issues · {job.message}")
-    if st.button("Cancel", key="li_cancel", icon=":material/stop:"):
-        job.cancel()
 
 
 @guarded("Resolving the label issue")
@@ -90,7 +79,7 @@ def issues_view(db: Database, db_key: str) -> None:
              "Automatic: folders and near-copies, or near-copies only when the images are not in "
              f"several folders (e.g. one flat folder). Near-copies only: {training.GROUPING_COST}.")
     if job is not None and job.running:
-        finder_progress(key)
+        job_progress(key, "Finding label issues", "li_cancel")
     elif c[2].button("Find issues", key="li_run", icon=":material/troubleshoot:", type="primary",
                      width="stretch", disabled=not ui.is_admin(),
                      help="Runs in the background; you can keep working." if ui.is_admin() else

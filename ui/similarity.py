@@ -17,7 +17,6 @@ from core import jobs, similarity
 from core.access import User
 from core.progress import Progress
 from core.store import open_db
-from ui.failures import guarded
 
 K = ui.K
 COLOUR_LABELS = {"label": "Current label", "prediction": "Prediction", "queue": "Queue", "reviewer": "Reviewer"}
@@ -61,18 +60,6 @@ def start_build(key: str, *, refit: bool, by: User | None, sample: int) -> None:
             own.conn.close()
 
     jobs.start_job(key, "similarity", work)
-
-
-@st.fragment(run_every=1.0)
-@guarded("Showing the build's progress")
-def build_progress(key: str) -> None:
-    job = jobs.get_job(key)
-    if job is None or not job.running:
-        st.rerun()  # the whole page: show the new map
-    assert job is not None
-    st.progress(job.fraction, text=f"Building the similarity view · {job.message}")
-    if st.button("Cancel", key="sim_cancel", icon=":material/stop:"):
-        job.cancel()
 
 
 def finished(key: str) -> None:

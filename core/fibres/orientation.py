@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter, sobel
 from skimage.color import hsv2rgb
-from skimage.transform import resize
 
 from core.fibres.parallel import side_by_side
+from core.images import wide_blur
 
 COARSE_FROM = 4.0  # window SDs (px) from which the tensor is averaged on a coarser grid
 
@@ -62,21 +62,12 @@ def orientation_field(img: np.ndarray, sigma: float = 2.0, *,
 
 
 def window_mean(t: np.ndarray, sigma: float) -> np.ndarray:
-    """``t`` averaged by a Gaussian window of SD ``sigma`` px. From :data:`COARSE_FROM` px on,
-    on a grid coarser by k = sigma / 3 (block means, the window scaled to that grid, bilinear
-    back to every pixel): the window is wide against a block, so the field differs from the
-    full-resolution one by well under a degree, and a 1024 × 768 scan at σ = 12 costs a tenth."""
+    """``t`` averaged by a Gaussian window of SD ``sigma`` px; from :data:`COARSE_FROM` px on a
+    grid coarser by σ / 3 (:func:`core.images.wide_blur`: the field moves by well under a degree,
+    and a 1024 × 768 scan at σ = 12 costs a tenth)."""
     if sigma < COARSE_FROM:
         return gaussian_filter(t, sigma, mode="reflect", truncate=3.0)  # 99.7 % of the window
-    k = int(sigma // 3)
-    h, w = t.shape
-    ph, pw = -h % k, -w % k
-    p = np.pad(t, ((0, ph), (0, pw)), mode="reflect") if ph or pw else t
-    small = p.reshape(p.shape[0] // k, k, p.shape[1] // k, k).mean(axis=(1, 3))
-    # a block mean already averages over a box of SD k / sqrt(12): the Gaussian adds the rest
-    rest = float(np.sqrt(max(sigma * sigma - k * k / 12.0, 0.25 * sigma * sigma))) / k
-    small = gaussian_filter(small, rest, mode="reflect")
-    return resize(small, p.shape, order=1, mode="edge", anti_aliasing=False)[:h, :w].astype(np.float32)
+    return wide_blur(t, sigma, int(sigma // 3))
 
 
 def overlay_rgb(img: np.ndarray, field: OrientationField, *, mode: str = "coherency") -> np.ndarray:

@@ -6,7 +6,14 @@ page's closer look (zoom windows, panning, scale bar), and the one preprocessing
 model."""
 
 from core.images.databar import MAX_DATABAR_FRACTION, detect_databar
-from core.images.levels import apply_window, block_mean, percentile_window, value_range, window
+from core.images.levels import (
+    apply_window,
+    block_mean,
+    percentile_window,
+    value_range,
+    wide_blur,
+    window,
+)
 from core.images.metadata import format_length, metadata_rows, scale_text
 from core.images.preprocess import prepare, resize
 from core.images.read import WORK_SIDE, RawFrame, SemImage, decode_bytes, read_frame, read_image
@@ -61,6 +68,7 @@ __all__ = [
     "thumbnail_jpeg",
     "to_uint8",
     "value_range",
+    "wide_blur",
     "window",
     "zoom_png",
     "zoom_window",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlite_utils import Database
 
 from core.models import active_model, wilson
 from core.review.routing import BLIND_QUEUE, INDEPENDENT_SQL, QUEUES, ThresholdSet, queue_sql
+from core.store import HUMAN_SOURCES
 
 DECISION_ACTIONS = ("accept", "relabel", "several", "unusable")
 
@@ -263,6 +265,30 @@ def grid_candidates(
             [model_id, cls, reviewer, now, limit],
         )
     )
+
+
+def grid_rows(db: Database, model_id: int, image_ids: Sequence[int], reviewer: str, *,
+              now: float | None = None) -> dict[int, dict[str, Any]]:
+    """Of ``image_ids``, those Grid confirm can offer ``reviewer`` now — predicted by model
+    ``model_id``, no human or imported label, not on another reviewer's screen — as
+    :func:`grid_candidates` rows, by image id (e.g. an image's neighbourhood)."""
+    now = time.time() if now is None else now
+    ids = list(dict.fromkeys(int(i) for i in image_ids))
+    people = ",".join("?" * len(HUMAN_SOURCES))
+    out: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(ids), 900):
+        chunk = ids[start:start + 900]
+        marks = ",".join("?" * len(chunk))
+        out.update({r["image_id"]: r for r in db.query(
+            "SELECT p.image_id, i.name, i.path, p.pred, p.p1, p.second, p.p2, p.queue, i.thumb "
+            "FROM predictions p JOIN images i ON i.id = p.image_id "
+            f"WHERE p.model_id = ? AND p.image_id IN ({marks}) "
+            "AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id "
+            f"AND c.source IN ({people})) "
+            "AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.image_id = p.image_id "
+            "AND c.reviewer != ? AND c.expires_at > ?)",
+            [model_id, *chunk, *HUMAN_SOURCES, reviewer, now])})
+    return out
 
 
 def grid_class_counts(db: Database, model_id: int, *, include_auto: bool = False) -> dict[str, int]:

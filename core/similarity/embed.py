@@ -297,24 +297,27 @@ def embed_new(db: Database, *, progress: Progress | None = None,
     return embed_archive(db, progress=progress, cancel=cancel)
 
 
-def vectors(db: Database, space: Space, image_ids: Sequence[int] | None = None
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """(ids (N,), vectors (N, dims) float32) in ``space``, every embedded image or those of
-    ``image_ids`` that have a vector, in id order."""
+def vectors(db: Database, space: Space, image_ids: Sequence[int] | None = None, *,
+            after: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(ids (N,), vectors (N, dims) float32) in ``space``, in id order: of every embedded image,
+    of those of ``image_ids`` that have a vector, or of those with an id above ``after``."""
+    base = "SELECT image_id, vec FROM embeddings WHERE space = ? AND vec IS NOT NULL"
     if image_ids is None:
-        cur = db.execute("SELECT image_id, vec FROM embeddings WHERE space = ? AND vec IS NOT NULL "
-                         "ORDER BY image_id", [space.id])
-        rows = cur.fetchall()
+        extra, args = ("", []) if after is None else (" AND image_id > ?", [int(after)])
+        rows = db.execute(base + extra + " ORDER BY image_id", [space.id, *args]).fetchall()
     else:
         rows = []
         ids = sorted({int(i) for i in image_ids})
         for start in range(0, len(ids), 900):
             chunk = ids[start:start + 900]
             marks = ",".join("?" * len(chunk))
-            rows += db.execute(f"SELECT image_id, vec FROM embeddings WHERE space = ? AND vec IS NOT NULL "
-                               f"AND image_id IN ({marks}) ORDER BY image_id", [space.id, *chunk]).fetchall()
+            rows += db.execute(f"{base} AND image_id IN ({marks}) ORDER BY image_id", [space.id, *chunk]).fetchall()
     if not rows:
         return np.zeros(0, np.int64), np.zeros((0, space.dims), np.float32)
     ids_arr = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    vecs = np.frombuffer(b"".join(r[1] for r in rows), "<f2").reshape(len(rows), space.dims)
+    try:
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), "<f2").reshape(len(rows), space.dims)
+    except ValueError:
+        raise StoreError(f"Damaged embeddings in space {space.id!r}; rebuild them with "
+                         "`semtriage similar build --refit`") from None
     return ids_arr, vecs.astype(np.float32)

@@ -27,6 +27,7 @@ from sqlite_utils import Database
 
 from core.errors import DependencyMissing, InvalidValue, NotFound
 from core.similarity.embed import Space, active_space, vectors
+from core.store import db_file
 
 EXACT_UP_TO = 20_000  # vectors: below this, an exact flat index
 NPROBE = 24  # cells searched per query of the inverted-file index
@@ -84,11 +85,6 @@ def build_index(ids: np.ndarray, vecs: np.ndarray, space: str, *, exact_up_to: i
 
 
 # ---------------------------------------------------------------- kept beside the database
-
-
-def _db_file(db: Database) -> str:
-    row = db.execute("PRAGMA database_list").fetchone()
-    return row[2] if row and row[2] else ""
 
 
 def _paths(db_file: str) -> tuple[Path, Path]:
@@ -149,44 +145,35 @@ def current_index(db: Database, space: Space | None = None, *, verify: bool = Fa
     if space is None:
         raise NotFound("No similarity view yet: build it with `semtriage similar build` "
                        "(or on the Similarity page)")
-    db_file = _db_file(db)
+    path = db_file(db)
     with _LOCK:
-        idx = _CACHE.get(db_file) or (_load(db_file) if db_file else None)
+        idx = _CACHE.get(path) or (_load(path) if path else None)
         n, top = _stamp(db, space, idx, verify)
         fresh = idx is not None and idx.space == space.id
         if fresh and idx is not None and (idx.n, idx.max_id) == (n, top):
-            _CACHE[db_file] = idx
+            _CACHE[path] = idx
             return idx
         if fresh and idx is not None and top > idx.max_id:
-            new_ids, new_vecs = _newer(db, space, idx.max_id)
+            new_ids, new_vecs = vectors(db, space, after=idx.max_id)
             if idx.n + len(new_ids) == n and (idx.kind == "ivf" or n <= EXACT_UP_TO):
                 idx.index.add_with_ids(np.ascontiguousarray(new_vecs, np.float32), new_ids)
                 idx.n, idx.max_id = n, top
-                _CACHE[db_file] = idx
-                if db_file:
-                    _save(idx, db_file)
+                _CACHE[path] = idx
+                if path:
+                    _save(idx, path)
                 return idx
         ids, vecs = vectors(db, space)
         idx = build_index(ids, vecs, space.id)
-        _CACHE[db_file] = idx
-        if db_file:
-            _save(idx, db_file)
+        _CACHE[path] = idx
+        if path:
+            _save(idx, path)
         return idx
-
-
-def _newer(db: Database, space: Space, after: int) -> tuple[np.ndarray, np.ndarray]:
-    rows = db.execute("SELECT image_id, vec FROM embeddings WHERE space = ? AND vec IS NOT NULL "
-                      "AND image_id > ? ORDER BY image_id", [space.id, after]).fetchall()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros((0, space.dims), np.float32)
-    ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-    return ids, np.frombuffer(b"".join(r[1] for r in rows), "<f2").reshape(len(rows), space.dims).astype(np.float32)
 
 
 def forget_index(db: Database) -> None:
     """Drop this process's cached index of ``db`` (after a refit or in tests)."""
     with _LOCK:
-        _CACHE.pop(_db_file(db), None)
+        _CACHE.pop(db_file(db), None)
 
 
 def neighbours(db: Database, image_id: int, k: int = 12) -> list[tuple[int, float]]:

@@ -3,15 +3,14 @@ the open neighbours Grid confirm can label at once."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlite_utils import Database
 
+from core import review
 from core.errors import InvalidValue
 from core.similarity.embed import active_space
 from core.similarity.index import MAX_K, neighbours
-from core.store import HUMAN_SOURCES
 
 
 def describe(db: Database, image_ids: list[int], model_id: int | None = None) -> dict[int, dict[str, Any]]:
@@ -52,25 +51,10 @@ def neighbourhood_candidates(db: Database, image_id: int, model_id: int, reviewe
     looks further than ``limit`` (up to :data:`MAX_K` neighbours)."""
     if not -1.0 <= float(min_similarity) <= 1.0:
         raise InvalidValue(f"min_similarity (a cosine similarity) must be between -1 and 1, got {min_similarity!r}")
-    now = time.time() if now is None else now
     hits = [(int(image_id), 1.0)] + [(i, s) for i, s in neighbours(db, image_id, min(MAX_K, 8 * int(limit)))
                                      if s >= float(min_similarity)]
-    sims = dict(hits)
-    ids = list(sims)
-    rows: dict[int, dict[str, Any]] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start:start + 900]
-        marks = ",".join("?" * len(chunk))
-        rows.update({r["image_id"]: r for r in db.query(
-            "SELECT p.image_id, i.name, i.path, p.pred, p.p1, p.second, p.p2, p.queue, i.thumb "
-            "FROM predictions p JOIN images i ON i.id = p.image_id "
-            f"WHERE p.model_id = ? AND p.image_id IN ({marks}) "
-            "AND NOT EXISTS (SELECT 1 FROM current_labels c WHERE c.image_id = p.image_id "
-            f"AND c.source IN ({','.join('?' * len(HUMAN_SOURCES))})) "
-            "AND NOT EXISTS (SELECT 1 FROM claims c WHERE c.image_id = p.image_id "
-            "AND c.reviewer != ? AND c.expires_at > ?)",
-            [model_id, *chunk, *HUMAN_SOURCES, reviewer, now])})
-    return [{**rows[i], "similarity": sims[i]} for i in ids if i in rows][: int(limit)]
+    rows = review.grid_rows(db, model_id, [i for i, _ in hits], reviewer, now=now)
+    return [{**rows[i], "similarity": s} for i, s in hits if i in rows][: int(limit)]
 
 
 def status(db: Database) -> dict[str, Any]:

@@ -2,7 +2,15 @@
 per package that owns tables), the core schema, the settings table, backups."""
 
 from core.store.backup import backup, integrity_ok
-from core.store.db import BULK_YIELD_S, BUSY_TIMEOUT_S, now_iso, open_db, quick_check, write_tx
+from core.store.db import (
+    BULK_YIELD_S,
+    BUSY_TIMEOUT_S,
+    db_file,
+    now_iso,
+    open_db,
+    quick_check,
+    write_tx,
+)
 from core.store.migrations import migrate, migration_set, migration_sets
 from core.store.schema import (
     HUMAN_SOURCES,
@@ -24,6 +32,7 @@ __all__ = [
     "THEMES",
     "backup",
     "core_migrations",
+    "db_file",
     "get_setting",
     "integrity_ok",
     "m001_initial",

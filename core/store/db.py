@@ -125,13 +125,18 @@ BULK_YIELD_S = 1.0
 _GATES: weakref.WeakKeyDictionary[Database, int | None] = weakref.WeakKeyDictionary()
 
 
+def db_file(db: Database) -> str:
+    """The file of the main database ('' for an in-memory one)."""
+    row = db.execute("PRAGMA database_list").fetchone()
+    return row[2] if row and row[2] else ""
+
+
 def _gate(db: Database) -> int | None:
     """The file descriptor of the database's writer gate (None: in memory, no flock)."""
     if db in _GATES:
         return _GATES[db]
     fd = None
-    row = db.execute("PRAGMA database_list").fetchone()
-    path = row[2] if row else ""
+    path = db_file(db)
     if path and fcntl is not None:
         try:
             fd = os.open(f"{path}-writers", os.O_RDWR | os.O_CREAT, 0o666)

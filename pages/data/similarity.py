@@ -8,6 +8,7 @@ import ui
 from core import jobs, similarity
 from core.errors import SemTriageError
 from ui import similarity as sv
+from ui.progress import job_progress
 
 K, ss = ui.K, st.session_state
 st.title(":material/hub: Similarity")
@@ -40,7 +41,7 @@ sample = int(top[1].number_input("Images on the map", min_value=50, max_value=si
                                  help="A random sample: a map of more than a few thousand points is "
                                       "slow to lay out and hard to read. Neighbours search every image."))
 if running is not None and running.running:
-    sv.build_progress(job)
+    job_progress(job, "Building the similarity view", "sim_cancel")
 elif top[2].button("Build" if state["space"] is None else "Update", key="sim_build", type="primary",
                    icon=":material/play_arrow:", help="Embed the images added since, update the index, "
                    "lay out the map again"):

@@ -38,12 +38,15 @@ KEYS = [("Enter", "confirm the unticked ones as this class, relabel the ticked o
 
 like = ss.get(K.grid_like)  # a neighbourhood handed over by the Similarity page
 preds: dict[int, str] | None = None
+top = st.columns([2, 1.2, 1.6, 1.2, 1] if like is not None else [2, 1.2, 1.6, 1], vertical_alignment="bottom")
+n = top[1].segmented_control("Thumbnails", [24, 36, 48], key=K.grid_n, persist_state="session",
+                             default=24, required=True)
+size = top[2].segmented_control("Size", list(SIZES), key=K.grid_size, persist_state="session",
+                                default="Medium", required=True)
+if (msg := ss.pop(K.grid_msg, None)) is not None:
+    (st.error if msg[0] == "error" else st.success)(ui.esc(msg[1]))
+ui.keyboard(KEYS, key="grid_keys")
 if like is not None:
-    top = st.columns([2, 1.2, 1.6, 1.2, 1], vertical_alignment="bottom")
-    n = top[1].segmented_control("Thumbnails", [24, 36, 48], key=K.grid_n, persist_state="session",
-                                 default=24, required=True)
-    size = top[2].segmented_control("Size", list(SIZES), key=K.grid_size, persist_state="session",
-                                    default="Medium", required=True)
     floor = top[3].slider("Least similarity", 0.0, 1.0, 0.5, 0.05, key="grid_like_floor",
                           help="Leave out neighbours less alike than this (cosine similarity of the "
                                "texture embeddings; 1 = the same texture)")
@@ -56,8 +59,6 @@ if like is not None:
     except SemTriageError as e:
         ui.show_error(e)
         st.stop()
-    if (msg := ss.pop(K.grid_msg, None)) is not None:
-        (st.error if msg[0] == "error" else st.success)(ui.esc(msg[1]))
     if not rows:
         st.success(f"Image #{int(like)} and its neighbours at least this similar are all labelled (or on "
                    "other reviewers' screens).", icon=":material/task_alt:")
@@ -67,12 +68,10 @@ if like is not None:
         ss[K.grid_class] = Counter(preds.values()).most_common(1)[0][0]
     cls = top[0].selectbox("Class for the neighbourhood", names, index=names.index(ss[K.grid_class]),
                            key=K.grid_class_box, on_change=class_chosen)
-    ui.keyboard(KEYS, key="grid_keys")
     st.caption(f"Image #{int(like)}'s neighbourhood: {len(rows)} unlabelled images, most similar first "
                "(similarity of their textures). Tick "
                f"the ones that are *not* **{ui.esc(cls)}** and choose their class; Enter confirms the rest.")
 else:
-    top = st.columns([2, 1.2, 1.6, 1], vertical_alignment="bottom")
     with_auto = top[3].toggle("Include auto-accepted", key=K.grid_auto, persist_state="session",
                               help="Also show images already auto-labelled (a spot check)")
     counts, busy_elsewhere = offer_counts(db, key, model["id"], reviewer, with_auto)
@@ -80,13 +79,6 @@ else:
         ss[K.grid_class] = max(names, key=lambda c: counts.get(c, 0))
     cls = top[0].selectbox("Predicted class", names, index=names.index(ss[K.grid_class]), key=K.grid_class_box,
                            format_func=lambda c: f"{c} ({counts.get(c, 0):,} to confirm)", on_change=class_chosen)
-    n = top[1].segmented_control("Thumbnails", [24, 36, 48], key=K.grid_n, persist_state="session",
-                                 default=24, required=True)
-    size = top[2].segmented_control("Size", list(SIZES), key=K.grid_size, persist_state="session",
-                                    default="Medium", required=True)
-    if (msg := ss.pop(K.grid_msg, None)) is not None:
-        (st.error if msg[0] == "error" else st.success)(ui.esc(msg[1]))
-    ui.keyboard(KEYS, key="grid_keys")
 
     try:
         rows = review.grid_candidates(db, model["id"], cls, reviewer, limit=n, include_auto=with_auto)
