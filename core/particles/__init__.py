@@ -63,6 +63,8 @@ from core.particles.render import EXCLUDED, OUTLINE, SELECTED, Overlay, overlay,
 from core.particles.schema import ACTIONS, SOURCES, VERIFIED_SOURCES, m001_particles, migrations
 from core.particles.segmenter import (
     OUTPUT_KINDS,
+    SEED_FLOOR,
+    SEED_H,
     SEGMENTER_KEYS,
     ParticleSegmenter,
     instances,
@@ -134,6 +136,8 @@ __all__ = [
     "PCOLS",
     "PERIMETER_NOTE",
     "POLARITIES",
+    "SEED_FLOOR",
+    "SEED_H",
     "SEGMENTER_KEYS",
     "SELECTED",
     "SOURCES",

@@ -100,15 +100,42 @@ def set_active_detector(db: Database, ref: str | int) -> dict[str, Any]:
     return find_detector(db, d["id"])
 
 
+_SHIPPED_SHA: dict[float, str] = {}
+
+
+def _shipped_sha() -> str | None:
+    """The shipped default detector's hash (cached by modification time: this runs on every
+    ``active_detector``)."""
+    try:
+        mtime = DEFAULT_DETECTOR.stat().st_mtime
+    except OSError:
+        return None
+    if mtime not in _SHIPPED_SHA:
+        _SHIPPED_SHA.clear()
+        _SHIPPED_SHA[mtime] = sha256_file(DEFAULT_DETECTOR)
+    return _SHIPPED_SHA[mtime]
+
+
 def ensure_defaults(db: Database) -> None:
-    """The classical default and the shipped model registered (the model active) on first use."""
-    if db.execute("SELECT count(*) FROM particle_detectors").fetchone()[0]:
+    """The classical default and the shipped model registered (the model active) on first use.
+
+    After an upgrade that ships a new default model (same file, new hash), the new one is
+    registered; it becomes active where the active detector was the old shipped file, which
+    no longer exists as it was (a lab's own detectors stay active). Stored detections keep
+    the version that made them."""
+    if not db.execute("SELECT count(*) FROM particle_detectors").fetchone()[0]:
+        register_detector(db, params=ClassicalParams(), version=CLASSICAL_DEFAULT)
+        if DEFAULT_DETECTOR.is_file():
+            register_detector(db, path=DEFAULT_DETECTOR, activate=True)
+        else:
+            set_active_detector(db, CLASSICAL_DEFAULT)
         return
-    register_detector(db, params=ClassicalParams(), version=CLASSICAL_DEFAULT)
-    if DEFAULT_DETECTOR.is_file():
-        register_detector(db, path=DEFAULT_DETECTOR, activate=True)
-    else:
-        set_active_detector(db, CLASSICAL_DEFAULT)
+    sha = _shipped_sha()
+    if sha is None or db.execute("SELECT 1 FROM particle_detectors WHERE sha256 = ?", [sha]).fetchone():
+        return
+    act = db.execute("SELECT path, sha256 FROM particle_detectors WHERE active = 1").fetchone()
+    was_shipped = bool(act and act[0] and Path(act[0]) == DEFAULT_DETECTOR.resolve() and act[1] != sha)
+    register_detector(db, path=DEFAULT_DETECTOR, activate=was_shipped)
 
 
 def active_detector(db: Database, method: str | None = None) -> dict[str, Any]:

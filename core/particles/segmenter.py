@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import h_maxima
 from skimage.segmentation import find_boundaries, watershed
 
 from core.errors import ModelError
@@ -23,7 +24,7 @@ from core.models import OnnxSession
 
 OUTPUT_KINDS = ("foreground", "boundary", "distance")
 SEGMENTER_KEYS = ("task", "outputs", "normalise", "multiple_of", "tile_size", "version",
-                  "polarity", "training_data", "seed_threshold", "fg_threshold")
+                  "polarity", "training_data", "seed_threshold", "seed_h", "fg_threshold")
 
 
 def normalise(image: np.ndarray) -> np.ndarray:
@@ -48,20 +49,49 @@ def targets(labels: np.ndarray) -> np.ndarray:
     return np.stack([fg, bd, np.clip(dist, 0, 1)]).astype(np.float32)
 
 
+SEED_H = 0.2
+SEED_FLOOR = 0.35
+
+
+def _h_maxima(energy: np.ndarray, fg: np.ndarray, h: float) -> np.ndarray:
+    """h-maxima of ``energy`` inside each connected foreground region (its bounding box only:
+    the reconstruction is the slow part, and most of a frame is background)."""
+    out = np.zeros(energy.shape, bool)
+    regions, _ = ndimage.label(fg)
+    for k, sl in enumerate(ndimage.find_objects(regions), 1):
+        if sl is None:
+            continue
+        e = np.where(regions[sl] == k, energy[sl], 0)
+        if e.max() <= h:
+            continue
+        if e.size < 4:
+            out[sl] |= e == e.max()
+            continue
+        out[sl] |= h_maxima(e, h).astype(bool) & (regions[sl] == k)
+    return out
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
 
 def instances(maps: np.ndarray, outputs: list[str], *, fg_threshold: float = 0.5,
-              seed_threshold: float = 0.5, min_area: int = 6) -> tuple[np.ndarray, np.ndarray]:
+              seed_threshold: float = SEED_FLOOR, seed_h: float = SEED_H, min_area: int = 6
+              ) -> tuple[np.ndarray, np.ndarray]:
     """Instance labels and a score per label (mean foreground probability) from the network's
-    maps (C, H, W) whose channels are named by ``outputs``."""
+    maps (C, H, W) whose channels are named by ``outputs``.
+
+    With a distance map, each particle grows from a regional maximum of the distance that
+    stands ``seed_h`` above its surroundings (h-maxima) and above ``seed_threshold``: a fixed
+    threshold instead splits small particles whose predicted centre hovers around it and
+    merges touching ones whose neck stays above it (held-out synthetic F1 0.51 → 0.70 with
+    the same network)."""
     ch = {name: i for i, name in enumerate(outputs)}
     fg_p = _sigmoid(maps[ch["foreground"]])
     fg = fg_p > fg_threshold
     if "distance" in ch:
-        energy = np.clip(maps[ch["distance"]], 0, 1.5)
-        seeds = (energy > seed_threshold) & fg
+        energy = np.where(fg, np.clip(maps[ch["distance"]], 0, 1.5), 0).astype(np.float32)
+        seeds = _h_maxima(energy, fg, seed_h) & (energy > seed_threshold)
     else:
         energy = ndimage.distance_transform_edt(fg).astype(np.float32)
         seeds = fg.copy()
@@ -116,7 +146,8 @@ class ParticleSegmenter(OnnxSession):
         self.tile = int(m.get("tile_size", 512))
         self.version = str(m.get("version", self.path.stem))
         self.fg_threshold = float(m.get("fg_threshold", 0.5))
-        self.seed_threshold = float(m.get("seed_threshold", 0.5))
+        self.seed_threshold = float(m.get("seed_threshold", SEED_FLOOR))
+        self.seed_h = float(m.get("seed_h", SEED_H))
         self.polarity = str(m.get("polarity", "any"))
 
     def maps(self, image: np.ndarray) -> np.ndarray:
@@ -156,4 +187,5 @@ class ParticleSegmenter(OnnxSession):
     def detect(self, image: np.ndarray, *, min_area: int = 6) -> tuple[np.ndarray, np.ndarray]:
         """Instance labels and scores of a 2-D [0, 1] image."""
         return instances(self.maps(image), self.output_kinds, fg_threshold=self.fg_threshold,
-                         seed_threshold=self.seed_threshold, min_area=min_area)
+                         seed_threshold=self.seed_threshold, seed_h=self.seed_h,
+                         min_area=min_area)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import onnx
@@ -35,6 +36,8 @@ from core.errors import Cancelled, ModelError
 from core.models import write_card
 from core.particles import (
     OUTPUT_KINDS,
+    SEED_FLOOR,
+    SEED_H,
     active_detector,
     evaluate_on,
     normalise,
@@ -114,6 +117,9 @@ def synthetic_pairs(n: int, seed: int = 0, size: tuple[int, int] = (256, 320)
 
 def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], tgts: list[np.ndarray],
            rng: np.random.Generator, n: int, crop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` random crops of the (already normalised, as at inference) images with their
+    targets: quarter turns, mirror, contrast and offset jitter, now and then a little blur or
+    extra noise."""
     xs, ys = [], []
     for _ in range(n):
         j = int(rng.integers(len(pairs)))
@@ -130,9 +136,12 @@ def _batch(pairs: list[tuple[np.ndarray, np.ndarray]], tgts: list[np.ndarray],
         xc, tc = np.rot90(xc, k), np.rot90(tc, k, axes=(1, 2))
         if rng.random() < 0.5:
             xc, tc = xc[:, ::-1], tc[:, :, ::-1]
-        g = float(np.exp(rng.normal(0, 0.25)))  # gamma / contrast jitter
-        xc = np.clip(xc, 0, 1) ** g
-        xs.append(normalise(xc)[None])
+        xc = xc * float(np.exp(rng.normal(0, 0.2))) + float(rng.normal(0, 0.1))
+        if rng.random() < 0.2:
+            xc = ndimage.gaussian_filter(xc, float(rng.uniform(0.5, 1.2)))
+        if rng.random() < 0.2:
+            xc = xc + rng.normal(0, float(rng.uniform(0.02, 0.1)), xc.shape)
+        xs.append(np.asarray(xc, np.float32)[None])
         ys.append(np.ascontiguousarray(tc))
     return torch.from_numpy(np.stack(xs).astype(np.float32)), torch.from_numpy(np.stack(ys))
 
@@ -148,6 +157,7 @@ def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def train_particles(pairs: list[tuple[np.ndarray, np.ndarray]], *, seconds: float = 240.0,
                     max_steps: int = 4000, batch: int = 8, crop: int = CROP, seed: int = 0,
                     lr: float = 3e-3, init: ParticleUNet | None = None,
+                    widths: Sequence[int] = PARTICLE_WIDTHS,
                     training_data: dict[str, Any] | None = None, progress: Progress | None = None,
                     cancel: threading.Event | None = None) -> ParticleTrainResult:
     """Train (or fine-tune ``init``) for at most ``seconds`` of wall time / ``max_steps``."""
@@ -157,7 +167,8 @@ def train_particles(pairs: list[tuple[np.ndarray, np.ndarray]], *, seconds: floa
     torch.set_num_threads(2)
     rng = np.random.default_rng(seed)
     tgts = [targets(lab) for _, lab in pairs]
-    model = init if init is not None else ParticleUNet()
+    pairs = [(normalise(img), lab) for img, lab in pairs]  # the whole image, as at inference
+    model = init if init is not None else ParticleUNet(widths)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.perf_counter()
@@ -205,7 +216,8 @@ def export_particles(result: ParticleTrainResult, out_path: str | Path, *, versi
     tmp.unlink()
     meta = {"task": json.dumps("particle-segmentation"), "outputs": json.dumps(list(OUTPUT_KINDS)),
             "normalise": json.dumps("median-percentile"), "multiple_of": "8", "tile_size": "512",
-            "version": version, "polarity": json.dumps("any"), "fg_threshold": "0.5", "seed_threshold": "0.5",
+            "version": version, "polarity": json.dumps("any"), "fg_threshold": "0.5",
+            "seed_threshold": str(SEED_FLOOR), "seed_h": str(SEED_H),
             "training_data": json.dumps(result.training_data, sort_keys=True),
             "architecture": json.dumps({"name": "ParticleUNet", "widths": list(model.widths)})}
     del proto.metadata_props[:]

@@ -14,7 +14,16 @@ from onnx import TensorProto, helper
 from core.config import DEFAULT_MODEL
 from core.errors import ModelError
 from core.models import read_card
-from core.particles import DEFAULT_DETECTOR, MatchResult, ParticleSegmenter, match
+from core.particles import (
+    DEFAULT_DETECTOR,
+    SEED_FLOOR,
+    SEED_H,
+    MatchResult,
+    ParticleSegmenter,
+    instances,
+    match,
+    targets,
+)
 from core.synth import particle_micrograph
 
 
@@ -82,3 +91,30 @@ def test_outputs_that_do_not_fit_are_refused_naming_the_file(tmp_path):
         seg.detect(np.zeros((32, 32), np.float32))
     with pytest.raises(ModelError, match="outputs"):
         ParticleSegmenter(_identity(tmp_path / "bad2.onnx", ["distance"]))
+
+
+def _disc_maps(labels: np.ndarray) -> np.ndarray:
+    """The maps a perfect network would give for ``labels`` (logits ±10, distance as trained)."""
+    t = targets(labels)
+    return np.stack([np.where(t[0] > 0, 10.0, -10.0), np.where(t[1] > 0, 10.0, -10.0),
+                     t[2]]).astype(np.float32)
+
+
+def test_touching_particles_of_different_sizes_come_out_one_each():
+    yy, xx = np.mgrid[:80, :120]
+    labels = np.zeros((80, 120), np.int32)
+    labels[np.hypot(yy - 40, xx - 40) < 20] = 1
+    labels[(np.hypot(yy - 40, xx - 68) < 9) & (labels == 0)] = 2  # small, touching the big one
+    labels[np.hypot(yy - 40, xx - 100) < 3.5] = 3  # a tiny one, 7 px across
+    got, score = instances(_disc_maps(labels), ["foreground", "boundary", "distance"])
+    assert got.max() == 3, "one instance per particle: no split, no merge, the tiny one kept"
+    assert match(got, labels).f1 == 1.0
+    assert len(score) == 4 and (score[1:] > 0.9).all()
+
+
+def test_a_lab_models_seed_settings_are_read_from_its_metadata(tmp_path):
+    plain = ParticleSegmenter(_identity(tmp_path / "plain.onnx", ["foreground"]))
+    assert (plain.seed_h, plain.seed_threshold) == (SEED_H, SEED_FLOOR)
+    own = ParticleSegmenter(_identity(tmp_path / "own.onnx", ["foreground"],
+                                      meta={"seed_h": "0.4", "seed_threshold": "0.1"}))
+    assert (own.seed_h, own.seed_threshold) == (0.4, 0.1)

@@ -8,6 +8,7 @@ import pytest
 
 from core import particles as P
 from core.errors import InvalidValue
+from core.store import write_tx
 
 
 def first(db):
@@ -110,3 +111,23 @@ def test_label_image_round_trips_masks(ingested):
     rows = {r["id"]: r for r in P.particle_rows(db, iid)}
     areas = np.bincount(lab.ravel())
     assert all(areas[k] == rows[pid]["area_px"] for k, pid in enumerate(ids, 1))
+
+
+def test_an_upgrade_that_ships_a_new_default_detector_activates_it(db):
+    """A database whose active detector was the previously shipped file (same path, other
+    hash) gets the new shipped one, active; a lab's own active detector stays active."""
+    first = P.active_detector(db)
+    assert first["kind"] == "model"
+    with write_tx(db):  # as if the row had been made by the previous release's file
+        db.execute("UPDATE particle_detectors SET sha256 = 'old', version = 'particles-default-v0' "
+                   "WHERE id = ?", [first["id"]])
+    now = P.active_detector(db)
+    assert now["version"] == first["version"] and now["id"] != first["id"]
+    assert {d["version"] for d in P.list_detectors(db)} >= {"particles-default-v0", first["version"]}
+
+    P.set_active_detector(db, "classical-default")  # a lab's choice survives the next upgrade
+    with write_tx(db):
+        db.execute("UPDATE particle_detectors SET sha256 = 'older', version = 'particles-default-v1b' "
+                   "WHERE id = ?", [now["id"]])
+    assert P.active_detector(db)["version"] == "classical-default"
+    assert first["version"] in {d["version"] for d in P.list_detectors(db)}
