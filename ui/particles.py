@@ -1,6 +1,7 @@
 """The Particles page's helpers: session keys, the cached scan of an image, the click handler
-(select / add / scale-bar points), the edit callbacks (delete, merge, split, verify, undo) and
-the Plotly figures of a size distribution. Every edit is one core call."""
+(select / add / scale-bar points), the edit callbacks (delete, merge, split, verify, undo), the
+saved-selection callbacks (save the images shown, delete) and the Plotly figures of a size
+distribution. Every edit is one core call. The Train view: ui/particle_train.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import streamlit as st
 from core import particles as P
 from core.errors import SemTriageError
 from core.images import read_image
-from ui.auth import reviewer
+from ui.auth import reviewer, user
 from ui.failures import guarded
 from ui.state import db
 
@@ -30,6 +31,9 @@ class PK:
     last_click = "pt_last_click"  # the last click handled (the component repeats it on reruns)
     scale_pts = "pt_scale_pts"
     msg = "pt_msg"
+    by = "pt_by"  # the Distribution view's kind of set
+    set_a = "pt_set_a"
+    sel_name = "pt_sel_name"  # the name typed to save the images shown as a selection
 
 
 MODES = {"select": "Select", "add": "Add by clicking", "scale": "Scale bar (2 clicks)"}
@@ -159,6 +163,35 @@ def set_scale(image_ids: list[int], nm_per_px: float | None, how: str) -> None:
         st.session_state[PK.scale_pts] = []
     except SemTriageError as e:
         _say("error", str(e))
+
+
+@guarded("Saving the selection")
+def save_selection(image_ids: list[int], how: str) -> None:
+    """The save form's callback: the images shown, under the name typed, then shown as that
+    selection."""
+    who = _who()
+    if not who:
+        return
+    try:
+        s = P.save_selection(db(), st.session_state.get(PK.sel_name, ""), image_ids, reviewer=who,
+                             how=how)
+    except SemTriageError as e:
+        _say("error", str(e))
+        return
+    _say("success", f"Saved {s['images']} image(s) as the selection {s['name']!r}")
+    st.session_state[PK.sel_name] = ""
+    st.session_state[PK.by], st.session_state[PK.set_a] = "selection", s["name"]
+
+
+@guarded("Deleting the selection")
+def delete_selection(name: str) -> None:
+    try:
+        res = P.delete_selection(db(), name, by=user())
+    except SemTriageError as e:
+        _say("error", str(e))
+        return
+    _say("info", f"Deleted the selection {res['deleted']!r} (its images and particles stay)")
+    st.session_state.pop(PK.set_a, None)
 
 
 def show_message() -> None:

@@ -11,12 +11,13 @@ from ui.failures import guarded
 
 @st.fragment(run_every=1.0)
 @guarded("Showing the progress")
-def job_progress(key: str, what: str, cancel_key: str) -> None:
-    """``what · message`` over the job ``key``'s progress bar; Cancel (widget ``cancel_key``)."""
+def job_progress(key: str, what: str, cancel_key: str, can_cancel: bool = True) -> None:
+    """``what · message`` over the job ``key``'s progress bar; Cancel (widget ``cancel_key``)
+    unless not ``can_cancel`` (someone who may not start the job may not stop it either)."""
     job = jobs.get_job(key)
     if job is None or not job.running:
         st.rerun()  # the whole page: show how it ended
     assert job is not None
     st.progress(job.fraction, text=f"{what} · {job.message}")
-    if st.button("Cancel", key=cancel_key, icon=":material/stop:"):
+    if can_cancel and st.button("Cancel", key=cancel_key, icon=":material/stop:"):
         job.cancel()

@@ -112,14 +112,21 @@ def predict(db_path: Path, model_ref: str | None, redo: bool, as_json: bool) -> 
 @click.option("--zip", "zip_output", is_flag=True, help="Also write OUT.zip.")
 @click.option("--predictions", is_flag=True,
               help="Write the predictions report (every image, full probabilities) instead of labels.")
+@click.option("--particles", "with_particles", is_flag=True,
+              help="Also write the exported images' particles: particles.csv, particles-images.csv "
+                   "and particles-coco.json beside the manifest.")
 @json_option
 @friendly
 def export(db_path: Path, out: Path, fmt: str, include_auto: bool, include_special: bool,
-           split: str | None, seed: int, zip_output: bool, predictions: bool, as_json: bool) -> None:
+           split: str | None, seed: int, zip_output: bool, predictions: bool, with_particles: bool,
+           as_json: bool) -> None:
     """Export accepted labels as a dataset into the folder OUT (CSV/JSONL manifest, ImageFolder,
-    Hugging Face imagefolder), or with --predictions the predictions report: into the file OUT
-    when it ends in .csv or .jsonl (its format), else as OUT/predictions.csv (or .jsonl)."""
+    Hugging Face imagefolder), with --particles their particles too, or with --predictions the
+    predictions report: into the file OUT when it ends in .csv or .jsonl (its format), else as
+    OUT/predictions.csv (or .jsonl)."""
     db = open_db(db_path)
+    if predictions and with_particles:
+        raise click.UsageError("--particles goes with a dataset export, not with --predictions")
     if predictions:
         if out.suffix.lower() in (".csv", ".jsonl"):
             kind, target = out.suffix.lower()[1:], out
@@ -143,16 +150,20 @@ def export(db_path: Path, out: Path, fmt: str, include_auto: bool, include_speci
         except (ValueError, AssertionError):
             raise click.BadParameter(f"{split!r}: expected three fractions summing to 1, e.g. 0.8,0.1,0.1",
                                      param_hint="--split") from None
-    rep = datasets.export_labels(db, out, fmt=fmt, include_auto=include_auto, include_special=include_special,
-                           split=fractions, seed=seed, zip_output=zip_output)  # type: ignore[arg-type]
+    rep = workflows.export_dataset(db, out, particles=with_particles, fmt=fmt, include_auto=include_auto,
+                                   include_special=include_special, split=fractions, seed=seed,
+                                   zip_output=zip_output)
     for path, reason in rep.skipped:
         if not as_json:
             click.echo(f"  skipped {path}: {reason}", err=True)
+    part = rep.extras.get("particles")
     emit(as_json, {"out": str(rep.out), "count": rep.count, "per_class": rep.per_class,
                     "per_split": rep.per_split, "zip": rep.zip_path and str(rep.zip_path),
-                    "skipped": rep.skipped},
+                    "skipped": rep.skipped, **({"particles": part} if part else {})},
           lambda: f"Exported {rep.count} labelled images to {rep.out}"
           + "".join(f"\n  {c}: {n}" for c, n in sorted(rep.per_class.items()))
+          + (f"\nParticles: {part['particles']} in {part['images']} image(s): "
+             + ", ".join(part["files"]) if part else "")
           + (f"\nZip: {rep.zip_path}" if rep.zip_path else ""))
 
 

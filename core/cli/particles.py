@@ -1,11 +1,14 @@
-"""`semtriage particles …`: detect, import masks, retrain, detectors, stats, export, pixel
-size, verify / undo and the review queue — every part of particle analysis without the app.
+"""`semtriage particles …`: detect, import masks, retrain, detectors, stats, export, saved
+selections, pixel size, verify / undo and the review queue — every part of particle analysis
+without the app.
 
 torch loads only when ``particles train`` runs."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -146,15 +149,27 @@ def particles_detector_compare(version: str, db_path: Path, as_json: bool) -> No
     emit(as_json, res, lambda: P.comparison_text(res))
 
 
+def _selection_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--selection", "selection", default=None, metavar="NAME",
+                        help="Only the images of this saved selection (`particles selection list`).")(fn)
+
+
 @particles.command("stats")
-@click.option("--by", type=click.Choice(P.BY), default=None, help="One row per folder / class / image.")
+@click.option("--by", type=click.Choice(P.BY), default=None,
+              help="One row per folder / class / image / saved selection.")
+@_selection_option
 @db_option
 @json_option
 @friendly
-def particles_stats(by: str | None, db_path: Path, as_json: bool) -> None:
+def particles_stats(by: str | None, selection: str | None, db_path: Path, as_json: bool) -> None:
     """Size distribution (ECD): count, mean, SD, D10/D50/D90 with bootstrap 95 % CI, populations."""
     db = open_db(db_path)
-    sets = P.group_sets(db, by) if by else {"all": None}
+    ids = P.selection_images(db, selection) if selection else None
+    sets: dict[str, list[int] | None]
+    if by:
+        sets = dict(P.group_sets(db, by, ids))
+    else:
+        sets = {P.find_selection(db, selection)["name"] if selection else "all": ids}
     out = {k: P.set_stats(db, ids) for k, ids in sets.items()}
 
     def text() -> str:
@@ -184,12 +199,15 @@ def particles_stats(by: str | None, db_path: Path, as_json: bool) -> None:
 @particles.command("export")
 @click.argument("out", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(P.FORMATS), default="csv", show_default=True)
+@_selection_option
 @db_option
 @json_option
 @friendly
-def particles_export(out: Path, fmt: str, db_path: Path, as_json: bool) -> None:
+def particles_export(out: Path, fmt: str, selection: str | None, db_path: Path, as_json: bool) -> None:
     """particles.csv + images.csv, coco.json (RLE), masks/*_masks.png or report.html into OUT."""
-    res = P.export_particles(open_db(db_path), out, fmt)
+    db = open_db(db_path)
+    ids = P.selection_images(db, selection) if selection else None
+    res = P.export_particles(db, out, fmt, ids)
     emit(as_json, res, f"Exported {fmt} to {out}: " + ", ".join(f"{v} {k}" for k, v in res.items()))
 
 
@@ -243,3 +261,50 @@ def particles_queue(limit: int, db_path: Path, as_json: bool) -> None:
     emit(as_json, rows, lambda: "\n".join(
         f"{r['image_id']:>6}  priority {r['priority']:.2f}  {r['n_particles']:>5} particles  {r['name']}"
         for r in rows) or "Nothing to review")
+
+
+@particles.group("selection")
+def particles_selection() -> None:
+    """Saved selections: named sets of images for `stats --selection` and `export --selection`."""
+
+
+@particles_selection.command("save")
+@click.argument("name")
+@click.argument("image_ids", nargs=-1, type=int)
+@click.option("--folder", default=None, help="The images of this folder (group key).")
+@click.option("--class", "cls", default=None, help="The images of this class (label, else prediction).")
+@click.option("--reviewer", default="cli", show_default=True, help="Who made it (recorded).")
+@db_option
+@json_option
+@friendly
+def particles_selection_save(name: str, image_ids: tuple[int, ...], folder: str | None,
+                             cls: str | None, reviewer: str, db_path: Path, as_json: bool) -> None:
+    """Save the images matching every criterion given (IDs, --folder, --class) as NAME."""
+    s = P.save_selection(open_db(db_path), name, list(image_ids), folder=folder, cls=cls,
+                         reviewer=reviewer)
+    emit(as_json, s, f"Saved selection {s['name']!r}: {s['images']} image(s) ({s['how']}), "
+                     f"{s['with_particles']} with particles")
+
+
+@particles_selection.command("list")
+@db_option
+@json_option
+@friendly
+def particles_selection_list(db_path: Path, as_json: bool) -> None:
+    """Every saved selection: images, how many have particles, who made it and how."""
+    rows = P.list_selections(open_db(db_path))
+    emit(as_json, rows, lambda: "\n".join(
+        f"{r['name']:<24} {r['images']:>6} images ({r['with_particles']} with particles)  "
+        f"by {r['created_by']}, {r['created_at'][:16]}: {r['how']}" for r in rows)
+        or "No saved selections")
+
+
+@particles_selection.command("delete")
+@click.argument("name")
+@db_option
+@json_option
+@friendly
+def particles_selection_delete(name: str, db_path: Path, as_json: bool) -> None:
+    """Delete a saved selection (its images and particles stay)."""
+    res = P.delete_selection(open_db(db_path), name)
+    emit(as_json, res, f"Deleted selection {res['deleted']!r} ({res['images']} image(s))")

@@ -36,6 +36,16 @@ removes such leftovers, except those a live export still holds (each run keeps a
 ``.semtriage-export.json``); anything else raises :class:`ExportError`. ``zip_output`` also
 writes ``<out>.zip`` (deflate for manifests, stored for images), built before the rename.
 
+Extras
+------
+``extras`` (name → writer) adds files of other domains for the exported images, inside the
+export before it is installed and within the same snapshot: each writer gets the database, the
+folder being built and ``{image id: path}`` of the images exported (the path inside the export
+when files are copied, else the source file), writes its files there and returns
+``{"files": [relative paths], <counts>}``; the files are listed in ``ExportReport.files`` and
+``extras``, and in the marker. (The particles of the exported images:
+``core.workflows.export_dataset(..., particles=True)``.)
+
 Splits: core/datasets/splits.py.
 """
 
@@ -51,7 +61,7 @@ import tempfile
 import time
 import zipfile
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +79,8 @@ from core.review import SPECIAL_LABELS
 from core.store import HUMAN_SOURCES, now_iso
 
 EXPORT_FORMATS = ("csv", "jsonl", "imagefolder", "hf")
+
+ExtraWriter = Callable[[Database, Path, Mapping[int, str]], dict[str, Any]]
 
 
 MANIFEST_COLUMNS = (
@@ -105,6 +117,7 @@ class ExportReport:
     files: list[Path] = field(default_factory=list)
     zip_path: Path | None = None
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    extras: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def summary(self) -> str:
         classes = ", ".join(f"{k} {v}" for k, v in sorted(self.per_class.items()))
@@ -113,6 +126,9 @@ class ExportReport:
             s += "; split " + ", ".join(f"{k} {sum(v.values())}" for k, v in self.per_split.items())
         if self.skipped:
             s += f"; {len(self.skipped)} skipped"
+        for name, res in self.extras.items():
+            counts = ", ".join(f"{v} {k}" for k, v in res.items() if isinstance(v, int))
+            s += f"; {name}: {counts} ({', '.join(res.get('files', []))})"
         if self.zip_path:
             s += f"; zip {self.zip_path}"
         return s
@@ -127,6 +143,7 @@ class ExportReport:
             "files": [str(f) for f in self.files],
             "zip_path": str(self.zip_path) if self.zip_path else None,
             "skipped": [{"path": p, "reason": r} for p, r in self.skipped],
+            "extras": self.extras,
         }
 
 
@@ -345,6 +362,7 @@ def export_labels(
     progress: Progress | None = None,
     verify: bool = False,
     by: User | None = None,
+    extras: Mapping[str, ExtraWriter] | None = None,
 ) -> ExportReport:
     """Export the current labels to ``out_dir`` as ``fmt`` (see the module doc).
 
@@ -353,7 +371,8 @@ def export_labels(
     too (copied files are always hashed). Raises :class:`ExportError` when there is nothing to
     export or ``out_dir`` holds something other than a previous export, and :class:`Forbidden`
     when ``by`` (the app's user; ``None`` = local use) would replace an export someone else made
-    without being an administrator (the export records who made it).
+    without being an administrator (the export records who made it). ``extras``: writers of
+    more files for the exported images (module doc, *Extras*).
     """
     if fmt not in EXPORT_FORMATS:
         raise ExportError(
@@ -415,9 +434,16 @@ def export_labels(
             )
             del labs, grps
             dirs = _class_dirs(sorted(label_set))
+            exported: dict[int, str] | None = {} if extras else None
             rep = _write_rows(
-                db, tmp, fmt, where, params, ids, splits, dirs, root or "", verify, progress, total
+                db, tmp, fmt, where, params, ids, splits, dirs, root or "", verify, progress, total,
+                exported,
             )
+            for name, write in (extras or {}).items():
+                counted(progress, total, total, f"writing {name}")
+                res = write(db, tmp, exported or {})
+                rep.extras[name] = res
+                rep.files += [tmp / f for f in res.get("files", [])]
         rep.out = out
         rep.files = [out / f.relative_to(tmp) for f in rep.files]
         (tmp / MARKER).write_text(
@@ -433,6 +459,7 @@ def export_labels(
                     "include_special": include_special,
                     "classes": classes,
                     "skipped": len(rep.skipped),
+                    "extras": rep.extras,
                     "created_at": now_iso(),
                     "by": by.name if by is not None else None,
                 },
@@ -477,6 +504,7 @@ def _write_rows(
     verify: bool,
     progress: Progress | None,
     total: int,
+    exported: dict[int, str] | None = None,
 ) -> ExportReport:
     rep = ExportReport(out=tmp, format=fmt, per_split={} if splits is not None else None)
     sources = _Sources(db)
@@ -574,6 +602,8 @@ def _write_rows(
                 if fmt == "hf":
                     rec["file_name"] = rel.split("/", 1)[1]
                 manifest(key).write(rec)
+                if exported is not None:
+                    exported[image_id] = rel if fmt in ("imagefolder", "hf") else used
                 rep.count += 1
                 rep.per_class[label] = rep.per_class.get(label, 0) + 1
                 if rep.per_split is not None and split_name is not None:

@@ -1,7 +1,8 @@
 """Particle analysis: detect every particle of an image (classical, our ONNX U-Net or a lab's
 ONNX segmenter), measure it (in nm from the image's pixel size), store detections and the
 reviewers' corrections as append-only events, size distributions, exports, mask import, and
-detectors compared on verified images."""
+detectors compared on verified images (and candidates promoted or discarded), saved selections
+of images."""
 
 from core.particles import schema as _schema  # noqa: F401 - registers the migration set
 from core.particles.classical import (
@@ -30,8 +31,11 @@ from core.particles.detectors import (
     set_active_detector,
 )
 from core.particles.evaluate import (
+    MIN_TRAIN_VERIFIED,
     compare_detector,
     comparison_text,
+    detector_candidates,
+    discard_detector,
     evaluate_on,
     metrics_json,
     promote_detector,
@@ -40,13 +44,16 @@ from core.particles.evaluate import (
 )
 from core.particles.export import (
     CSV_COLUMNS,
+    DATASET_FILES,
     FORMATS,
     export_coco,
     export_csv,
+    export_for_dataset,
     export_masks,
     export_particles,
     export_report,
     image_summaries,
+    images_with_particles,
     rle,
 )
 from core.particles.masks import (
@@ -60,7 +67,14 @@ from core.particles.masks import (
 from core.particles.matching import IOU_MIN, MatchResult, match, size_errors
 from core.particles.measure import COLUMNS, PERIMETER_NOTE, Particle, feret, measure, to_nm
 from core.particles.render import EXCLUDED, OUTLINE, SELECTED, Overlay, overlay, particle_at
-from core.particles.schema import ACTIONS, SOURCES, VERIFIED_SOURCES, m001_particles, migrations
+from core.particles.schema import (
+    ACTIONS,
+    SOURCES,
+    VERIFIED_SOURCES,
+    m001_particles,
+    m002_selections,
+    migrations,
+)
 from core.particles.segmenter import (
     OUTPUT_KINDS,
     SEED_FLOOR,
@@ -70,6 +84,17 @@ from core.particles.segmenter import (
     instances,
     normalise,
     targets,
+)
+from core.particles.selections import (
+    NAME_MAX,
+    clean_selection_name,
+    delete_selection,
+    find_selection,
+    list_selections,
+    may_delete_selection,
+    save_selection,
+    selection_images,
+    selection_sets,
 )
 from core.particles.stats import (
     BY,
@@ -121,6 +146,7 @@ __all__ = [
     "CLASSICAL_DEFAULT",
     "COLUMNS",
     "CSV_COLUMNS",
+    "DATASET_FILES",
     "DEFAULT_DETECTOR",
     "EDIT_ACTIONS",
     "EXCLUDED",
@@ -130,6 +156,8 @@ __all__ = [
     "MACHINE",
     "MASK_SUFFIXES",
     "METHODS",
+    "MIN_TRAIN_VERIFIED",
+    "NAME_MAX",
     "NOT_PARTICLE",
     "OUTLINE",
     "OUTPUT_KINDS",
@@ -154,23 +182,29 @@ __all__ = [
     "SizeSet",
     "active_detector",
     "add_particle",
+    "clean_selection_name",
     "compare_detector",
     "compare_sets",
     "comparison_text",
     "delete_particles",
+    "delete_selection",
     "describe",
     "detect_array",
     "detect_classical",
     "detect_images",
+    "detector_candidates",
+    "discard_detector",
     "ensure_defaults",
     "evaluate_on",
     "export_coco",
     "export_csv",
+    "export_for_dataset",
     "export_masks",
     "export_particles",
     "export_report",
     "feret",
     "find_detector",
+    "find_selection",
     "flatten",
     "folder_images",
     "group_sets",
@@ -180,15 +214,19 @@ __all__ = [
     "image_path",
     "image_state",
     "image_summaries",
+    "images_with_particles",
     "import_masks",
     "instances",
     "is_mask",
     "label_image",
     "list_detectors",
+    "list_selections",
     "live_ids",
     "load_scan",
     "m001_particles",
+    "m002_selections",
     "match",
+    "may_delete_selection",
     "measure",
     "merge_particles",
     "metrics_json",
@@ -208,11 +246,14 @@ __all__ = [
     "review_queue",
     "rle",
     "save_detection",
+    "save_selection",
     "save_verified",
     "scale_bar_pixel_size",
     "segment_from_seed",
     "segmenter_for",
     "select_images",
+    "selection_images",
+    "selection_sets",
     "set_active_detector",
     "set_pixel_size",
     "set_stats",

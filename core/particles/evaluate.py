@@ -1,26 +1,34 @@
 """Detectors against verified images: F1 (one-to-one matching), D50 error, merges and splits on
 the held-out verified images of a candidate, the candidate and the active detector side by side;
-promotion makes a candidate active. Nothing is written but the promotion."""
+promotion makes a candidate active, discarding removes one. Nothing is written but the
+promotion and the discard (administrators only when ``by`` is given)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlite_utils import Database
 
+from core.access import User, require_admin
 from core.errors import ImageReadError, StoreError
 from core.images import read_image
+from core.models import card_path
 from core.particles.detectors import (
     active_detector,
     detect_array,
     find_detector,
+    list_detectors,
     set_active_detector,
 )
 from core.particles.matching import MatchResult, match
 from core.particles.store import label_image
+from core.store import write_tx
+
+MIN_TRAIN_VERIFIED = 2  # retraining: at least one image to learn from and one held out
 
 
 def verified_images(db: Database) -> list[dict[str, Any]]:
@@ -80,8 +88,45 @@ def compare_detector(db: Database, version: str) -> dict[str, Any]:
     return res
 
 
-def promote_detector(db: Database, version: str) -> dict[str, Any]:
+def promote_detector(db: Database, version: str, *, by: User | None = None) -> dict[str, Any]:
+    """Make a detector the active one (what ``detect`` uses from now on); administrators only
+    when ``by`` is given (the app), ``None`` is the trusted CLI."""
+    require_admin(by, "change the active particle detector")
     return set_active_detector(db, version)
+
+
+def detector_candidates(db: Database) -> list[dict[str, Any]]:
+    """Detectors made by retraining (with their held-out metrics) that are not active, newest
+    first."""
+    return [d for d in reversed(list_detectors(db))
+            if not d["active"] and "candidate" in (d["metrics"] or {})]
+
+
+def discard_detector(db: Database, version: str, *, by: User | None = None) -> dict[str, Any]:
+    """Remove a candidate detector: its row and — when retraining wrote it — its ONNX file and
+    card. Refuses the active detector and one whose detections are stored (the particles keep
+    which detector made them). Administrators only when ``by`` is given."""
+    require_admin(by, "discard a particle detector")
+    d = find_detector(db, version)
+    if d["active"]:
+        raise StoreError(f"Particle detector {d['version']!r} is the active one; promote another "
+                         "before discarding it")
+    with write_tx(db, "discarding a particle detector"):
+        used = db.execute("SELECT count(*) FROM particles WHERE detector_version = ?",
+                          [d["version"]]).fetchone()[0]
+        if used:
+            raise StoreError(f"Particle detector {d['version']!r} made {used:,} stored particles; "
+                             "it is kept so that their history stays complete")
+        db.execute("DELETE FROM particle_detectors WHERE id = ?", [d["id"]])
+        shared = d["path"] and db.execute("SELECT count(*) FROM particle_detectors WHERE path = ?",
+                                          [d["path"]]).fetchone()[0]
+    removed: list[str] = []
+    if d["path"] and not shared and "candidate" in (d["metrics"] or {}):
+        for p in (Path(d["path"]), card_path(d["path"])):
+            if p.is_file():
+                p.unlink()
+                removed.append(str(p))
+    return {"discarded": d["version"], "files_removed": removed}
 
 
 def comparison_text(res: dict[str, Any]) -> str:

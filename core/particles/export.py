@@ -2,7 +2,9 @@
 CSV (``images.csv``), COCO instance segmentation JSON with RLE masks (``coco.json``),
 instance-mask images (``masks/<stem>_masks.png``, 16-bit, 0 = background, 1..N) and a one-page
 HTML report with the histogram and the D-values (``report.html``). Each export is written aside
-and renamed into place, so a failure leaves no half file."""
+and renamed into place, so a failure leaves no half file. Every export takes image ids (a saved
+selection's, a dataset export's); :func:`export_for_dataset` writes the particles of a dataset
+export's images inside it."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import csv
 import html
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from core.errors import ExportError, InvalidValue
 from core.files import safe_name
 from core.particles.stats import describe, histogram, populations, size_set
 from core.particles.store import PCOLS, label_image
+from core.store import temp_ids
 
 FORMATS = ("csv", "coco", "masks", "report")
 CSV_COLUMNS = ("image_sha256", "image_path", "particle_id", "source", "detector_version",
@@ -36,11 +39,9 @@ def _particles(db: Database, image_ids: Sequence[int] | None) -> list[dict[str, 
            ", COALESCE(pi.pixel_size_m, i.pixel_size_m) AS pixel_size_m FROM particles p "
            "JOIN images i ON i.id = p.image_id LEFT JOIN particle_images pi ON pi.image_id = i.id "
            "WHERE p.removed_event IS NULL")
-    args: list[Any] = []
     if image_ids is not None:
-        sql += f" AND p.image_id IN ({','.join('?' * len(image_ids))})"
-        args = list(image_ids)
-    return list(db.query(sql + " ORDER BY p.image_id, p.id", args))
+        sql += " AND p.image_id IN " + temp_ids(db, "_pexport", image_ids)
+    return list(db.query(sql + " ORDER BY p.image_id, p.id"))
 
 
 def _write_atomic(path: Path, write: Any) -> None:
@@ -53,9 +54,10 @@ def _write_atomic(path: Path, write: Any) -> None:
         raise ExportError(f"Cannot write {str(path)!r}: {e}") from None
 
 
-def export_csv(db: Database, out: Path, image_ids: Sequence[int] | None = None) -> dict[str, int]:
-    """``out/particles.csv`` and ``out/images.csv``; population = the size mixture's index
-    over the exported set (or the reviewer's label when one was given)."""
+def export_csv(db: Database, out: Path, image_ids: Sequence[int] | None = None, *,
+               names: tuple[str, str] = ("particles.csv", "images.csv")) -> dict[str, int]:
+    """``out/particles.csv`` and ``out/images.csv`` (or ``names``); population = the size
+    mixture's index over the exported set (or the reviewer's label when one was given)."""
     rows = _particles(db, image_ids)
     s = size_set(db, image_ids)
     pops = populations(s.d)
@@ -80,7 +82,7 @@ def export_csv(db: Database, out: Path, image_ids: Sequence[int] | None = None) 
                             r["label"] or "", "" if pop is None or pop < 0 else pop, r["excluded"]])
 
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "particles.csv", write_particles)
+    _write_atomic(out / names[0], write_particles)
     images = image_summaries(db, image_ids)
 
     def write_images(tmp: Path) -> None:
@@ -90,7 +92,7 @@ def export_csv(db: Database, out: Path, image_ids: Sequence[int] | None = None) 
             w.writeheader()
             w.writerows(images)
 
-    _write_atomic(out / "images.csv", write_images)
+    _write_atomic(out / names[1], write_images)
     return {"particles": len(rows), "images": len(images)}
 
 
@@ -100,12 +102,10 @@ def image_summaries(db: Database, image_ids: Sequence[int] | None = None) -> lis
            "pi.detector_version, pi.verified_by, pi.n_particles, pi.n_edge, pi.n_databar, "
            "COALESCE(pi.pixel_size_m, i.pixel_size_m) AS pixel_size_m FROM particle_images pi "
            "JOIN images i ON i.id = pi.image_id")
-    args: list[Any] = []
     if image_ids is not None:
-        sql += f" WHERE i.id IN ({','.join('?' * len(image_ids))})"
-        args = list(image_ids)
+        sql += " WHERE i.id IN " + temp_ids(db, "_pexport", image_ids)
     out = []
-    for r in db.query(sql + " ORDER BY i.id", args):
+    for r in list(db.query(sql + " ORDER BY i.id")):
         d = describe(size_set(db, [r["image_id"]]).d)
         r["unit"] = "nm" if r["pixel_size_m"] else "px"
         for k in ("count", "mean", "sd", "d10", "d50", "d90"):
@@ -127,7 +127,11 @@ def rle(mask: np.ndarray) -> dict[str, Any]:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": counts}
 
 
-def export_coco(db: Database, out: Path, image_ids: Sequence[int] | None = None) -> dict[str, int]:
+def export_coco(db: Database, out: Path, image_ids: Sequence[int] | None = None, *,
+                name: str = "coco.json", file_names: Mapping[int, str] | None = None
+                ) -> dict[str, int]:
+    """``out/coco.json`` (or ``name``); ``file_names`` (image id → name) replaces the stored
+    path as an image's ``file_name`` (a dataset export: the copy inside it)."""
     ids = image_ids if image_ids is not None else [r[0] for r in db.execute(
         "SELECT image_id FROM particle_images ORDER BY image_id")]
     images, anns = [], []
@@ -135,7 +139,8 @@ def export_coco(db: Database, out: Path, image_ids: Sequence[int] | None = None)
         im = db.execute("SELECT id, path, width, height FROM images WHERE id = ?", [iid]).fetchone()
         if im is None:
             continue
-        images.append({"id": im[0], "file_name": im[1], "width": im[2], "height": im[3]})
+        fname = file_names.get(im[0], im[1]) if file_names else im[1]
+        images.append({"id": im[0], "file_name": fname, "width": im[2], "height": im[3]})
         lab, pids = label_image(db, iid)
         meta = {r[0]: r for r in db.execute(
             "SELECT id, score, source, area_px, x0, y0, x1, y1, excluded FROM particles WHERE "
@@ -152,7 +157,7 @@ def export_coco(db: Database, out: Path, image_ids: Sequence[int] | None = None)
     doc = {"info": {"description": "SEM Triage particles"}, "images": images, "annotations": anns,
            "categories": [{"id": 1, "name": "particle"}]}
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "coco.json", lambda t: t.write_text(json.dumps(doc), encoding="utf-8"))
+    _write_atomic(out / name, lambda t: t.write_text(json.dumps(doc), encoding="utf-8"))
     return {"images": len(images), "annotations": len(anns)}
 
 
@@ -233,5 +238,32 @@ def export_particles(db: Database, out: str | Path, fmt: str = "csv",
     o = Path(out)
     if o.exists() and not o.is_dir():
         raise ExportError(f"Export target {str(o)!r} is a file; give a folder")
-    fn = {"csv": export_csv, "coco": export_coco, "masks": export_masks, "report": export_report}[fmt]
-    return fn(db, o, image_ids)
+    writers: dict[str, Callable[[Database, Path, Sequence[int] | None], dict[str, int]]] = {
+        "csv": export_csv, "coco": export_coco, "masks": export_masks, "report": export_report}
+    return writers[fmt](db, o, image_ids)
+
+
+DATASET_FILES = ("particles.csv", "particles-images.csv", "particles-coco.json")
+
+
+def images_with_particles(db: Database, image_ids: Sequence[int]) -> list[int]:
+    """Those of ``image_ids`` that have at least one current particle, in order."""
+    have = {r[0] for r in db.execute(
+        "SELECT DISTINCT image_id FROM particles WHERE removed_event IS NULL")}
+    return sorted({int(i) for i in image_ids} & have)
+
+
+def export_for_dataset(db: Database, folder: Path, exported: Mapping[int, str]) -> dict[str, Any]:
+    """The particles of a dataset export's images (``exported``: image id → the image's path
+    as the export has it) beside its manifest, in ``folder``: ``particles.csv`` (the columns
+    of :func:`export_csv`; join it to the manifest on ``image_sha256``),
+    ``particles-images.csv`` (per image) and ``particles-coco.json`` (``file_name`` = the
+    image's path in the export) — of the images that have particles; header-only / empty when
+    none has. Files, not a folder: an ImageFolder export takes every folder for a class.
+    Returns the files (relative to ``folder``) and counts."""
+    ids = images_with_particles(db, list(exported))
+    csv_counts = export_csv(db, folder, ids, names=(DATASET_FILES[0], DATASET_FILES[1]))
+    coco = export_coco(db, folder, ids, name=DATASET_FILES[2],
+                       file_names={i: exported[i] for i in ids})
+    return {"files": list(DATASET_FILES), "images": len(ids), "particles": csv_counts["particles"],
+            "annotations": coco["annotations"]}

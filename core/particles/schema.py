@@ -9,7 +9,9 @@ core set). Released steps are never edited; a change is a new step.
   in pixels; ``removed_event`` is set when an edit removed it (the row stays: undo brings it
   back);
 * ``particle_events``: the append-only edit history (who, when, detector version, the particle
-  ids it created and removed, what it undoes).
+  ids it created and removed, what it undoes);
+* ``particle_selections`` / ``particle_selection_images`` (m002): named sets of images for
+  distributions and exports, who made each and how.
 """
 
 from __future__ import annotations
@@ -95,3 +97,21 @@ def m001_particles(db: Database) -> None:
             label TEXT
         )""")
     db.execute("CREATE INDEX idx_particles_image ON particles(image_id) WHERE removed_event IS NULL")
+
+
+@migrations()
+def m002_selections(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE particle_selections (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            created_by TEXT NOT NULL,
+            how TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE particle_selection_images (
+            selection_id INTEGER NOT NULL REFERENCES particle_selections(id) ON DELETE CASCADE,
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            PRIMARY KEY (selection_id, image_id)
+        ) WITHOUT ROWID""")

@@ -3,7 +3,8 @@
 populations from a Gaussian mixture on log size (a population per particle), and two sets side
 by side (KS test).
 
-A *set* is a list of image ids (a folder, a predicted class, a selection); its particles are
+A *set* is a list of image ids (a folder, a predicted class, a saved selection:
+core/particles/selections.py); its particles are
 read in one query with their nanometre sizes (the user-set pixel size, else the file's). Edge-
 and data-bar-cut particles and those labelled ``shadow`` are left out and counted.
 """
@@ -21,9 +22,11 @@ from sklearn.mixture import GaussianMixture
 from sqlite_utils import Database
 
 from core.errors import InvalidValue
+from core.particles.selections import selection_sets
+from core.store import temp_ids
 
 NOT_PARTICLE = "shadow"
-BY = ("image", "folder", "class")
+BY = ("image", "folder", "class", "selection")
 
 
 @dataclass
@@ -56,10 +59,7 @@ def size_set(db: Database, image_ids: Sequence[int] | None = None, *, column: st
         ids = [int(i) for i in image_ids]
         if not ids:
             return SizeSet(np.zeros(0), "px", 0, 0, 0, 0, 0, np.zeros(0, int), np.zeros(0, int))
-        db.execute("CREATE TEMP TABLE IF NOT EXISTS _pset (id INTEGER PRIMARY KEY)")
-        db.execute("DELETE FROM _pset")
-        db.conn.executemany("INSERT OR IGNORE INTO _pset VALUES (?)", [(i,) for i in ids])
-        sql += " AND p.image_id IN (SELECT id FROM _pset)"
+        sql += " AND p.image_id IN " + temp_ids(db, "_pset", ids)
     rows = db.execute(sql, args).fetchall()
     if not rows:
         return SizeSet(np.zeros(0), "px", len(image_ids or []), 0, 0, 0, 0, np.zeros(0, int),
@@ -198,9 +198,13 @@ def compare_sets(a: np.ndarray, b: np.ndarray) -> dict[str, Any]:
 
 def group_sets(db: Database, by: str, image_ids: Sequence[int] | None = None) -> dict[str, list[int]]:
     """Image ids of each folder (group key) / class (current label, else prediction) / image
-    that has particles."""
+    that has particles, or of each saved selection (every one, with particles or not);
+    ``image_ids`` keeps only those images."""
     if by not in BY:
         raise InvalidValue(f"--by {by!r}: expected one of {BY}")
+    want = None if image_ids is None else {int(i) for i in image_ids}
+    if by == "selection":
+        return {k: [i for i in v if want is None or i in want] for k, v in selection_sets(db).items()}
     if by == "image":
         sql = "SELECT i.name || ' (' || i.id || ')', i.id FROM images i"
     elif by == "folder":
@@ -211,7 +215,6 @@ def group_sets(db: Database, by: str, image_ids: Sequence[int] | None = None) ->
                "p.image_id = i.id AND p.model_id = (SELECT id FROM models WHERE active = 1)")
     sql += " WHERE i.id IN (SELECT image_id FROM particle_images)"
     out: dict[str, list[int]] = {}
-    want = None if image_ids is None else {int(i) for i in image_ids}
     for key, iid in db.execute(sql):
         if want is None or iid in want:
             out.setdefault(str(key), []).append(iid)

@@ -9,6 +9,7 @@ from core.store.db import (
     now_iso,
     open_db,
     quick_check,
+    temp_ids,
     write_tx,
 )
 from core.store.migrations import migrate, migration_set, migration_sets
@@ -50,6 +51,7 @@ __all__ = [
     "quick_check",
     "set_setting",
     "set_user_theme",
+    "temp_ids",
     "user_theme",
     "write_tx",
 ]

@@ -8,7 +8,7 @@ import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,6 +123,24 @@ def _retry_locked(what: str, attempts: int = 5) -> Iterator[None]:
 # bulk batch in progress.
 BULK_YIELD_S = 1.0
 _GATES: weakref.WeakKeyDictionary[Database, int | None] = weakref.WeakKeyDictionary()
+
+
+def temp_ids(db: Database, table: str, ids: Iterable[int]) -> str:
+    """Load ``ids`` into the connection's temporary table ``table`` (made when needed) and
+    return ``(SELECT id FROM table)`` to filter a query by them — any number of ids, where
+    ``IN (?, …)`` stops at SQLite's parameter limit. Leaves no transaction open: Python's
+    sqlite3 begins one before any INSERT / DELETE, even on a temporary table, and a
+    transaction left open would swallow the next ``write_tx`` (nested: never committed)."""
+    if not table.isidentifier():
+        raise ValueError(f"temporary table name {table!r}")
+    conn = db.conn
+    outer = conn.in_transaction
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY)")
+    conn.execute(f"DELETE FROM {table}")
+    conn.executemany(f"INSERT OR IGNORE INTO {table} VALUES (?)", ((int(i),) for i in ids))
+    if not outer and conn.in_transaction:
+        conn.commit()
+    return f"(SELECT id FROM {table})"
 
 
 def db_file(db: Database) -> str:

@@ -32,9 +32,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.access import User, require_admin
 from core.errors import Cancelled, ModelError
-from core.models import write_card
+from core.models import card_path, write_card
 from core.particles import (
+    MIN_TRAIN_VERIFIED,
     OUTPUT_KINDS,
     SEED_FLOOR,
     SEED_H,
@@ -46,7 +48,7 @@ from core.particles import (
     truth_pairs,
     verified_images,
 )
-from core.progress import Progress
+from core.progress import Progress, silent
 from core.store import write_tx
 from core.synth import PARTICLE_SYNTH_VERSION, particle_micrograph
 
@@ -317,34 +319,58 @@ def _zlib_hash(s: str) -> int:
 
 def retrain_particles(db: Any, out_dir: str | Path, *, synthetic: int = 60, seconds: float = 240.0,
                       seed: int = 0, progress: Progress | None = None,
-                      cancel: threading.Event | None = None) -> dict[str, Any]:
+                      cancel: threading.Event | None = None, by: User | None = None) -> dict[str, Any]:
     """A candidate detector from the verified images (human-proofread or imported masks) plus
     ``synthetic`` synthetic ones, fine-tuned from the active model when it is ours; whole groups
     held out and the candidate compared with the active detector on them. Registered inactive
-    (``semtriage particles detector promote VERSION``). Returns the comparison."""
+    (``semtriage particles detector promote VERSION``). Returns the comparison. Administrators
+    only when ``by`` is given (the app); ``cancel`` stops it before anything is registered."""
+    require_admin(by, "train a particle detector")
+    say = progress or silent
+
+    def check() -> None:
+        if cancel is not None and cancel.is_set():
+            raise Cancelled("Particle detector training cancelled; nothing was kept")
+
     rows = verified_images(db)
-    if len(rows) < 2:
-        raise ModelError(f"{len(rows)} verified image(s); retraining needs at least 2 (one to "
-                         "train on, one held out): verify images in the app or import masks")
+    if len(rows) < MIN_TRAIN_VERIFIED:
+        raise ModelError(f"{len(rows)} verified image(s); retraining needs at least {MIN_TRAIN_VERIFIED} "
+                         "(one to train on, one held out): verify images in the app or import masks")
     train_ids, held_ids = _split_groups(rows)
+    say(0.0, f"reading {len(rows)} verified images")
     real = [(scan, lab) for _, scan, lab, _ in truth_pairs(db, train_ids)]
     held = truth_pairs(db, held_ids)
     if not real or not held:
         raise ModelError("The verified images could not be read (moved or deleted files?)")
     act = active_detector(db)
     init = load_particle_onnx(act["path"]) if act["kind"] == "model" else None
+    check()
+    say(0.02, f"making {synthetic} synthetic images")
     syn = synthetic_pairs(synthetic, seed + 7) if synthetic else []
+    check()
     # real images weigh more: repeat them so they are about half of the crops
     reps = max(1, len(syn) // max(1, len(real)))
     pairs = syn + real * reps
-    res = train_particles(pairs, seconds=seconds, seed=seed, progress=progress, cancel=cancel,
+
+    def training(f: float, m: str) -> None:
+        say(0.05 + 0.85 * f, m)
+
+    res = train_particles(pairs, seconds=seconds, seed=seed, progress=training, cancel=cancel,
                           init=init, lr=1e-3 if init is not None else 3e-3,
                           training_data={"synthetic_images": synthetic, "real_images": len(real),
                                          "held_out_images": len(held), "from": act["version"],
                                          "generator": PARTICLE_SYNTH_VERSION})
+    check()
+    say(0.9, "exporting the candidate to ONNX")
     version = f"particles-ft-{time.strftime('%Y%m%d-%H%M%S')}"
     out = Path(out_dir) / f"{version}.onnx"
     export_particles(res, out, version=version)
+    try:
+        say(0.94, f"comparing with {act['version']} on {len(held)} held-out image(s)")
+    except Cancelled:
+        for p in (out, card_path(out)):
+            p.unlink(missing_ok=True)
+        raise
     cand = register_detector(db, path=out, version=version)
     metrics_c = evaluate_on(cand, held)
     metrics_a = evaluate_on(act, held)

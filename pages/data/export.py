@@ -1,5 +1,6 @@
 """Export: the labelled images as a dataset (CSV / JSONL manifest, ImageFolder, Hugging Face
-imagefolder), optionally split, as a zip to download; and the model's predictions as a report."""
+imagefolder), optionally split, with the particles of its images if asked, as a zip to download;
+and the model's predictions as a report."""
 
 import time
 from pathlib import Path
@@ -8,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 import ui
-from core import datasets
+from core import datasets, workflows
 from core.errors import SemTriageError
 from core.files import safe_name
 
@@ -30,6 +31,10 @@ split_kind = c[1].segmented_control("Train / validation / test split", list(SPLI
 with c[2]:
     auto = st.toggle("Include auto-accepted labels", key="exp_auto", help="Labels no person has confirmed")
     special = st.toggle("Include several / unusable", key="exp_special")
+    with_particles = st.toggle("Include particles", key="exp_particles",
+                               help="Also the exported images' particles: particles.csv (one row per "
+                                    "particle, sizes in nm), particles-images.csv and particles-coco.json "
+                                    "(instance masks) beside the manifest")
 split = None
 if split_kind == "80-10-10":
     split = (0.8, 0.1, 0.1)
@@ -71,8 +76,8 @@ if theirs:
 if st.button("Export", key="exp_go", type="primary", disabled=not total or theirs, icon=":material/archive:"):
     bar = st.progress(0.0, text="Exporting…")
     try:
-        rep = datasets.export_labels(
-            db, out, fmt=fmt, include_auto=auto, include_special=special, split=split,
+        rep = workflows.export_dataset(
+            db, out, particles=with_particles, fmt=fmt, include_auto=auto, include_special=special, split=split,
             seed=int(ss.get("exp_seed", 0)), zip_output=True,
             progress=lambda f, m: bar.progress(f, text=m), by=ui.user(),
         )

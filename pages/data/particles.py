@@ -1,7 +1,8 @@
 """Particles: review and correct detections on the image (click to select, add by clicking,
 delete / merge / split / not-a-particle / verify / undo, each with its key), size
-distributions of a set (histograms, D-values, populations, two sets side by side), and
-detection / export of the whole database. Helpers and callbacks: ui/particles.py."""
+distributions of a set (histograms, D-values, populations, two sets side by side; saved
+selections), detection / export of the whole database, and training a candidate detector from
+the verified images. Helpers and callbacks: ui/particles.py, ui/particle_train.py."""
 
 import functools
 
@@ -11,13 +12,14 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 import ui
 from core import particles as P
 from core.errors import SemTriageError
+from ui import particle_train
 from ui import particles as uip
 from ui.particles import MODES, PK
 
 ss = st.session_state
 st.title(":material/scatter_plot: Particles")
 db = ui.db()
-view = st.segmented_control("View", ["Review", "Distribution", "Detect & export"], key=PK.view,
+view = st.segmented_control("View", ["Review", "Distribution", "Detect & export", "Train"], key=PK.view,
                             default="Review", required=True, label_visibility="collapsed")
 uip.show_message()
 
@@ -44,6 +46,10 @@ if view == "Detect & export":
             ui.show_error(e)
     st.stop()
 
+if view == "Train":
+    particle_train.train_view(db)
+    st.stop()
+
 images = P.particle_images(db)
 if not images:
     st.info("No particles yet: detect them in the Detect & export view, or run "
@@ -51,11 +57,16 @@ if not images:
     st.stop()
 
 if view == "Distribution":
-    by = st.radio("Sets", ["all", *P.BY], key="pt_by", horizontal=True)
+    by = st.radio("Sets", ["all", *P.BY], key=PK.by, horizontal=True)
     sets = {"all": None} if by == "all" else P.group_sets(db, by)
+    if not sets:
+        st.info("No saved selection yet: choose a set (all, an image, a folder or a class), then save "
+                "its images as a selection below the histogram, or run `semtriage particles selection "
+                "save NAME IMAGE_ID...`.", icon=":material/info:")
+        st.stop()
     names = list(sets)
     c = st.columns([2, 2, 1, 1])
-    a = c[0].selectbox("Set", names, key="pt_set_a")
+    a = c[0].selectbox("Set", names, key=PK.set_a)
     b = c[1].selectbox("Compare with", ["—", *names], key="pt_set_b")
     log = c[2].toggle("Log bins", key="pt_log")
     weight = c[3].radio("Weight", ["number", "volume"], key="pt_weight")
@@ -73,6 +84,21 @@ if view == "Distribution":
         st.markdown(f"**{stats['count']:,} particles** · D10 {stats['d10']:.2f} · D50 {stats['d50']:.2f} · "
                     f"D90 {stats['d90']:.2f} {sa.unit} · left out: {stats['excluded_edge']} edge, "
                     f"{stats['excluded_databar']} data bar, {stats['not_particles']} not particles")
+    shown = [r["id"] for r in images] if sets[a] is None else sets[a]
+    with st.form("pt_sel_form", border=False):
+        f = st.columns([3, 1], vertical_alignment="bottom")
+        f[0].text_input(f"Save these {len(shown)} images as a selection", key=PK.sel_name,
+                        placeholder="a name, e.g. batch 7 calcined")
+        f[1].form_submit_button("Save selection", key="pt_sel_save", icon=":material/bookmark_add:",
+                                on_click=uip.save_selection, args=(shown, "shown in the app: " + (
+                                    "all images with particles" if by == "all" else f"{by} {a!r}")))
+    if by == "selection":
+        sel = P.find_selection(db, a)
+        st.caption(f"{ui.esc(sel['name'])}: {sel['images']} image(s), made by {ui.esc(sel['created_by'])}: "
+                   f"{ui.esc(sel['how'])}")
+        st.button("Delete this selection", key="pt_sel_delete", icon=":material/delete:",
+                  on_click=uip.delete_selection, args=(a,), disabled=not P.may_delete_selection(sel, ui.user()),
+                  help="Only its maker or an administrator; its images and particles stay")
     st.stop()
 
 # ---- Review

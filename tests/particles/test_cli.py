@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -89,3 +90,57 @@ def test_train_from_db_registers_an_inactive_candidate(tmp_path, particle_folder
     act = [d["version"] for d in json.loads(r.output) if d["active"]]
     assert act == ["particles-default-v1"]
     assert run("particles", "detector", "promote", res["version"], "--db", db).exit_code == 0
+
+
+def test_selection_save_list_stats_export_delete(tmp_path, images_only):
+    db = str(tmp_path / "s.db")
+    assert run("ingest", str(images_only), "--db", db).exit_code == 0
+    assert run("particles", "detect", "--all", "--method", "classical", "--db", db).exit_code == 0
+    r = run("particles", "selection", "save", "first two", "1", "2", "--reviewer", "ann", "--db", db)
+    assert r.exit_code == 0, r.output
+    assert "Saved selection 'first two': 2 image(s) (images 1, 2), 2 with particles" in r.output
+    r = run("particles", "selection", "list", "--db", db, "--json")
+    (only,) = json.loads(r.output)
+    assert (only["name"], only["images"], only["created_by"]) == ("first two", 2, "ann")
+    assert "first two" in run("particles", "selection", "list", "--db", db).output
+
+    r = run("particles", "stats", "--selection", "first two", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    st = json.loads(r.output)
+    r = run("particles", "stats", "--db", db, "--json")
+    assert list(st) == ["first two"] and st["first two"]["images"] == 2
+    assert 0 < st["first two"]["count"] < json.loads(r.output)["all"]["count"]
+    r = run("particles", "stats", "--by", "selection", "--db", db, "--json")
+    assert json.loads(r.output)["first two"]["count"] == st["first two"]["count"]
+    r = run("particles", "stats", "--by", "image", "--selection", "first two", "--db", db, "--json")
+    assert len(json.loads(r.output)) == 2
+
+    out = tmp_path / "sel"
+    r = run("particles", "export", str(out), "--selection", "first two", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["particles"] == st["first two"]["count"] + sum(
+        st["first two"][k] for k in ("excluded_edge", "excluded_databar", "not_particles"))
+    with open(out / "images.csv", encoding="utf-8") as f:
+        assert [int(row["image_id"]) for row in csv.DictReader(f)] == [1, 2]
+
+    r = run("particles", "selection", "delete", "FIRST TWO", "--db", db)
+    assert r.exit_code == 0 and "Deleted selection 'first two' (2 image(s))" in r.output
+    assert "No saved selections" in run("particles", "selection", "list", "--db", db).output
+
+
+def test_selection_errors_are_one_line(tmp_path, images_only):
+    db = str(tmp_path / "s.db")
+    assert run("ingest", str(images_only), "--db", db).exit_code == 0
+    r = run("particles", "selection", "save", "ghosts", "1", "99", "--db", db)
+    assert r.exit_code == 1 and "No image with id 99" in r.output, r.output
+    r = run("particles", "selection", "save", "none", "--db", db)
+    assert r.exit_code == 1 and "image ids, a folder or a class" in r.output
+    r = run("particles", "selection", "save", "bad;name", "1", "--db", db)
+    assert r.exit_code == 1 and "Selection name 'bad;name' is not valid" in r.output
+    r = run("particles", "stats", "--selection", "nope", "--db", db)
+    assert r.exit_code == 1 and "No selection named 'nope'" in r.output
+    r = run("particles", "export", str(tmp_path / "o"), "--selection", "nope", "--db", db)
+    assert r.exit_code == 1 and "No selection named 'nope'" in r.output
+    r = run("particles", "selection", "delete", "nope", "--db", db)
+    assert r.exit_code == 1 and "No selection named 'nope'" in r.output
+    assert "Traceback" not in r.output
