@@ -59,7 +59,21 @@ from core.particles.masks import (
 )
 from core.particles.matching import IOU_MIN, MatchResult, match, size_errors
 from core.particles.measure import COLUMNS, PERIMETER_NOTE, Particle, feret, measure, to_nm
-from core.particles.render import EXCLUDED, OUTLINE, SELECTED, Overlay, overlay, particle_at
+from core.particles.render import (
+    EXCLUDED,
+    MAX_SIDE,
+    MIN_SIDE,
+    OUTLINE,
+    SELECTED,
+    Overlay,
+    fit_scale,
+    overlay,
+    panned_centre,
+    particle_at,
+    review_window,
+    window_centre,
+    zoom_levels,
+)
 from core.particles.schema import ACTIONS, SOURCES, VERIFIED_SOURCES, m001_particles, migrations
 from core.particles.segmenter import (
     OUTPUT_KINDS,
@@ -127,7 +141,9 @@ __all__ = [
     "IOU_MIN",
     "MACHINE",
     "MASK_SUFFIXES",
+    "MAX_SIDE",
     "METHODS",
+    "MIN_SIDE",
     "NOT_PARTICLE",
     "OUTLINE",
     "OUTPUT_KINDS",
@@ -167,6 +183,7 @@ __all__ = [
     "export_report",
     "feret",
     "find_detector",
+    "fit_scale",
     "flatten",
     "folder_images",
     "group_sets",
@@ -192,6 +209,7 @@ __all__ = [
     "normalise",
     "overlay",
     "pack_mask",
+    "panned_centre",
     "particle_at",
     "particle_images",
     "particle_rows",
@@ -202,6 +220,7 @@ __all__ = [
     "register_detector",
     "relabel_particles",
     "review_queue",
+    "review_window",
     "rle",
     "save_detection",
     "save_verified",
@@ -223,4 +242,6 @@ __all__ = [
     "unpack_mask",
     "verified_images",
     "verify_image",
+    "window_centre",
+    "zoom_levels",
 ]
