@@ -155,6 +155,16 @@ def click_path() -> None:
             ts.append(time.perf_counter() - t0)
         print(f"review click path ({len(ids)} particles): p50 {np.median(ts) * 1000:.0f} ms, "
               f"p95 {np.percentile(ts, 95) * 1000:.0f} ms (core only; JPEG encode + browser not counted)")
+        win = P.review_window(*scan.shape, 8, (scan.shape[1] / 3, scan.shape[0] / 3))
+        ts = []
+        for k in range(30):
+            t0 = time.perf_counter()
+            lab, ids = P.label_image(db, 1, scan.shape)
+            ov = P.overlay(scan, lab, selected={1, 2}, window=win)
+            P.particle_at(lab, *ov.to_image(100 + k * 20, 300))
+            ts.append(time.perf_counter() - t0)
+        print(f"review click path zoomed 8:1: p50 {np.median(ts) * 1000:.0f} ms, "
+              f"p95 {np.percentile(ts, 95) * 1000:.0f} ms (the window only)")
 
 
 def finetune(n_corrected: int, seconds: float) -> None:

@@ -1,7 +1,9 @@
-"""The Particles page's helpers: session keys, the cached scan of an image, the click handler
-(select / add / scale-bar points), the edit callbacks (delete, merge, split, verify, undo), the
-saved-selection callbacks (save the images shown, delete) and the Plotly figures of a size
-distribution. Every edit is one core call. The Train view: ui/particle_train.py."""
+"""The Particles page's helpers: session keys, the cached scan of an image, the review view's
+zoom and pan (core.particles.review_window: the window the picture shows), the click handler
+(select / add / scale-bar points, the click mapped to full-image pixels by the picture's
+Overlay), the edit callbacks (delete, merge, split, verify, undo), the saved-selection
+callbacks (save the images shown, delete) and the Plotly figures of a size distribution.
+Every edit is one core call. The Train view: ui/particle_train.py."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ import streamlit as st
 
 from core import particles as P
 from core.errors import SemTriageError
-from core.images import read_image
+from core.images import ZoomWindow, read_image
 from ui.auth import reviewer, user
 from ui.failures import guarded
 from ui.state import db
@@ -34,6 +36,9 @@ class PK:
     by = "pt_by"  # the Distribution view's kind of set
     set_a = "pt_set_a"
     sel_name = "pt_sel_name"  # the name typed to save the images shown as a selection
+    zoom = "pt_zoom"  # 0 = fit, else a zoom level (widget)
+    centre = "pt_centre"  # (image id, x, y): the zoomed view's centre, full-image pixels
+    point = "pt_point"  # (image id, x, y): the last click on the image, full-image pixels
 
 
 MODES = {"select": "Select", "add": "Add by clicking", "scale": "Scale bar (2 clicks)"}
@@ -75,9 +80,53 @@ def set_selected(ids: list[int]) -> None:
     st.session_state[PK.sel] = ids
 
 
+def zoom_label(z: int) -> str:
+    return "Fit" if not z else f"{z}:1"
+
+
+def zoom_options(image_id: int, shape: tuple[int, int]) -> list[int]:
+    """Fit (0) and the zoom levels beyond the fitted view of this image; a level another image
+    offered and this one does not goes back to Fit."""
+    options = [0, *P.zoom_levels(*shape)]
+    if st.session_state.get(PK.zoom) not in options:
+        st.session_state[PK.zoom] = 0
+    return options
+
+
+def _centre(image_id: int) -> tuple[float, float] | None:
+    c = st.session_state.get(PK.centre)
+    return (c[1], c[2]) if c and c[0] == image_id else None
+
+
+def view_window(image_id: int, shape: tuple[int, int]) -> ZoomWindow | None:
+    """The window of the image the review picture shows at the chosen zoom (None: fitted)."""
+    z = st.session_state.get(PK.zoom) or 0
+    return P.review_window(shape[0], shape[1], z, _centre(image_id)) if z else None
+
+
+@guarded("Zooming")
+def on_zoom(image_id: int) -> None:
+    """Zooming in from the fitted view goes to the last click on this image (the middle if
+    none); between zoom levels the view stays centred where it was."""
+    ss = st.session_state
+    if not ss.get(PK.zoom):
+        ss.pop(PK.centre, None)
+    elif _centre(image_id) is None:
+        pt = ss.get(PK.point)
+        ss[PK.centre] = (image_id, pt[1], pt[2]) if pt and pt[0] == image_id else None
+
+
+@guarded("Panning")
+def on_pan(image_id: int, shape: tuple[int, int], dx: int, dy: int) -> None:
+    z = st.session_state.get(PK.zoom) or 0
+    if z:
+        st.session_state[PK.centre] = (image_id, *P.panned_centre(shape[0], shape[1], z, _centre(image_id), dx, dy))
+
+
 @guarded("Handling the click on the image")
-def on_click(image_id: int, labels: np.ndarray, ids: list[int], scale: float, shown_w: int) -> None:
-    """The image component's callback: select / add / scale-bar point at the click."""
+def on_click(image_id: int, labels: np.ndarray, ids: list[int], view: P.Overlay) -> None:
+    """The image component's callback: select / add / scale-bar point at the click, mapped
+    to full-image pixels through the picture shown (fitted or zoomed)."""
     c = st.session_state.get(PK.click)
     if not c:
         return
@@ -85,8 +134,8 @@ def on_click(image_id: int, labels: np.ndarray, ids: list[int], scale: float, sh
     if stamp == st.session_state.get(PK.last_click):
         return
     st.session_state[PK.last_click] = stamp
-    f = shown_w / c["width"] if c.get("width") else 1.0  # the browser may draw it smaller
-    x, y = c["x"] * f / scale, c["y"] * f / scale
+    x, y = view.to_image(c["x"], c["y"], c.get("width"))  # the browser may draw it smaller
+    st.session_state[PK.point] = (image_id, x, y)
     mode = st.session_state.get(PK.mode, "select")
     if mode == "scale":
         pts = list(st.session_state.get(PK.scale_pts, []))[-1:] + [(x, y)]

@@ -66,7 +66,21 @@ from core.particles.masks import (
 )
 from core.particles.matching import IOU_MIN, MatchResult, match, size_errors
 from core.particles.measure import COLUMNS, PERIMETER_NOTE, Particle, feret, measure, to_nm
-from core.particles.render import EXCLUDED, OUTLINE, SELECTED, Overlay, overlay, particle_at
+from core.particles.render import (
+    EXCLUDED,
+    MAX_SIDE,
+    MIN_SIDE,
+    OUTLINE,
+    SELECTED,
+    Overlay,
+    fit_scale,
+    overlay,
+    panned_centre,
+    particle_at,
+    review_window,
+    window_centre,
+    zoom_levels,
+)
 from core.particles.schema import (
     ACTIONS,
     SOURCES,
@@ -155,9 +169,11 @@ __all__ = [
     "IOU_MIN",
     "MACHINE",
     "MASK_SUFFIXES",
+    "MAX_SIDE",
     "METHODS",
     "MIN_TRAIN_VERIFIED",
     "NAME_MAX",
+    "MIN_SIDE",
     "NOT_PARTICLE",
     "OUTLINE",
     "OUTPUT_KINDS",
@@ -205,6 +221,7 @@ __all__ = [
     "feret",
     "find_detector",
     "find_selection",
+    "fit_scale",
     "flatten",
     "folder_images",
     "group_sets",
@@ -234,6 +251,7 @@ __all__ = [
     "normalise",
     "overlay",
     "pack_mask",
+    "panned_centre",
     "particle_at",
     "particle_images",
     "particle_rows",
@@ -244,6 +262,7 @@ __all__ = [
     "register_detector",
     "relabel_particles",
     "review_queue",
+    "review_window",
     "rle",
     "save_detection",
     "save_selection",
@@ -268,4 +287,6 @@ __all__ = [
     "unpack_mask",
     "verified_images",
     "verify_image",
+    "window_centre",
+    "zoom_levels",
 ]

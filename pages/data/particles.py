@@ -1,8 +1,9 @@
 """Particles: review and correct detections on the image (click to select, add by clicking,
-delete / merge / split / not-a-particle / verify / undo, each with its key), size
-distributions of a set (histograms, D-values, populations, two sets side by side; saved
-selections), detection / export of the whole database, and training a candidate detector from
-the verified images. Helpers and callbacks: ui/particles.py, ui/particle_train.py."""
+delete / merge / split / not-a-particle / verify / undo, each with its key; zoom 1:1 – 8:1 and
+pan by half a view, Shift + arrows, clicks still in full-image pixels), size distributions of
+a set (histograms, D-values, populations, two sets side by side; saved selections),
+detection / export of the whole database, and training a candidate detector from the
+verified images. Helpers and callbacks: ui/particles.py, ui/particle_train.py."""
 
 import functools
 
@@ -130,11 +131,24 @@ b[4].button("Undo", key="pt_undo", shortcut="Z", on_click=uip.do, args=("undo", 
 b[5].button("Verify image", key="pt_verify", shortcut="V", type="primary", on_click=uip.do, args=("verify", image_id))
 b[6].button("Clear selection", key="pt_clear", shortcut="Escape", on_click=uip.set_selected, args=([],))
 
-ov = P.overlay(scan, labels, selected={ids.index(s) + 1 for s in sel}, outlines=outlines)
+z = st.columns([3, 2, 4], vertical_alignment="center")
+z[0].segmented_control("Zoom", uip.zoom_options(image_id, scan.shape), key=PK.zoom, required=True,
+                       format_func=uip.zoom_label, on_change=uip.on_zoom, args=(image_id,),
+                       help="Zooming in goes to your last click; Shift + arrow keys pan by half a view")
+win = uip.view_window(image_id, scan.shape)
+pans = z[1].columns(4)
+for col, (arrow, name, dx, dy) in zip(pans, [("←", "Left", -1, 0), ("↑", "Up", 0, -1),
+                                            ("↓", "Down", 0, 1), ("→", "Right", 1, 0)]):
+    col.button(arrow, key=f"pt_pan_{name.lower()}", shortcut=f"Shift+{name}", disabled=win is None,
+               help=f"Pan {name.lower()} by half a view", on_click=uip.on_pan,
+               args=(image_id, scan.shape, dx, dy))
+if win is not None:
+    z[2].caption(f"{win.zoom}:1 · showing x {win.x0}–{win.x0 + win.width}, y {win.y0}–{win.y0 + win.height} "
+                 f"of {scan.shape[1]} × {scan.shape[0]} px")
+ov = P.overlay(scan, labels, selected={ids.index(s) + 1 for s in sel}, outlines=outlines, window=win)
 streamlit_image_coordinates(ov.rgb, key=PK.click, image_format="JPEG", jpeg_quality=90,
                             cursor="crosshair", on_click=functools.partial(
-                                uip.on_click, image_id, labels, ids,
-                                ov.scale, ov.rgb.shape[1]))
+                                uip.on_click, image_id, labels, ids, ov))
 st.caption(f"{len(ids)} particles · {row['state']}"
            + (f" by {ui.esc(row['verified_by'])}" if row["verified_by"] else "")
            + f" · detector {ui.esc(row['detector_version'] or '–')} · selected: {len(sel)}")

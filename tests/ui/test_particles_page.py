@@ -272,3 +272,26 @@ def test_the_export_page_includes_the_particles_when_asked(pdb):
     assert len(coco["annotations"]) == live
     assert all((out / im["file_name"]).is_file() for im in coco["images"])
     assert f"particles: 2 images, {live} particles" in texts(at)
+
+
+def test_zoom_and_pan_show_a_window_of_the_image(pdb):
+    """The 256 × 192 image is fitted at 3:1; 4:1 shows a 192 × 144 window from its middle, the
+    pan buttons move it by half a view and stop at the edge, Fit shows the whole image again."""
+    at = start()
+
+    def view():
+        return [c.value for c in at.caption if "showing" in c.value]
+
+    assert view() == [] and at.button(key="pt_pan_right").disabled
+    assert at.segmented_control(key="pt_zoom").options == ["Fit", "4:1", "8:1"]
+    at.segmented_control(key="pt_zoom").set_value(4).run()
+    assert not failures(at), [e.value for e in failures(at)]
+    assert view() == ["4:1 · showing x 32–224, y 24–168 of 256 × 192 px"]
+    at.button(key="pt_pan_right").click().run()
+    assert view() == ["4:1 · showing x 64–256, y 24–168 of 256 × 192 px"], "half a view, then the edge"
+    at.button(key="pt_pan_up").click().run()
+    assert view() == ["4:1 · showing x 64–256, y 0–144 of 256 × 192 px"]
+    at.segmented_control(key="pt_zoom").set_value(8).run()
+    assert view() == ["8:1 · showing x 112–208, y 36–108 of 256 × 192 px"], "a zoom level keeps the centre"
+    at.segmented_control(key="pt_zoom").set_value(0).run()
+    assert view() == [] and at.button(key="pt_pan_right").disabled
