@@ -26,7 +26,7 @@ from core.files import sha256_file
 from core.store import open_db, write_tx
 from core.synth import particle_micrograph, write_particle_dataset
 
-HELD_OUT_SEED = 500_000  # training used seeds 0..199 and 100003..100202
+HELD_OUT_SEED = 500_000  # training used seeds 0..299 and 100003..100302
 REAL = Path("/work/shared/real-sem/particles")
 
 

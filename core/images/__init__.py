@@ -5,7 +5,7 @@ percentiles; the reviewer's own window / level), display images and thumbnails, 
 page's closer look (zoom windows, panning, scale bar), and the one preprocessing path into a
 model."""
 
-from core.images.databar import MAX_DATABAR_FRACTION, detect_databar
+from core.images.databar import MAX_DATABAR_FRACTION, annotation_boxes, detect_databar
 from core.images.levels import (
     apply_window,
     block_mean,
@@ -44,6 +44,7 @@ __all__ = [
     "ScaleBar",
     "SemImage",
     "ZoomWindow",
+    "annotation_boxes",
     "apply_window",
     "block_mean",
     "click_zoom",

@@ -147,3 +147,61 @@ def _row_modes(region: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     longest = np.maximum.reduceat(lengths, first)
     # Where one value fills at least half the row, the median is that value.
     return longest / w, s[:, w // 2].astype(np.float64)
+
+
+def annotation_boxes(arr2d: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """Boxes (y0, y1, x0, x1) of instrument overlays drawn *inside* the frame: a rectangle of
+    one exact value (black, white or a flat grey) holding text or a scale bar, in
+    the top or bottom third, not spanning the full width (a full-width strip is a data bar:
+    :func:`detect_databar`). Real micrographs often carry one (an "E Beam / Spot / Magn" box
+    over the bottom-left corner); a detector must not measure its letters.
+
+    Conservative: a region counts only when it is large (≥ 2.5 % of the height, ≥ 12 % of the
+    width), nearly solid once its text is closed over, and its exact background value covers
+    at least 40 % of it — noise never repeats one value over such an area."""
+    from scipy import ndimage
+
+    a = np.asarray(arr2d)
+    if a.ndim != 2 or a.size == 0 or a.dtype.kind not in "biuf":
+        return []
+    h, w = a.shape
+    if h < 32 or w < 32:
+        return []
+    step = max(1, -(-max(h, w) // 1024))  # work on at most ~1024 px a side
+    s = a[::step, ::step]
+    sh, sw = s.shape
+    # candidate values: those filling long horizontal runs (≥ 8 equal pixels), as a drawn box
+    # does and noise never does
+    eq = s[:, 1:] == s[:, :-1]
+    runs = ndimage.minimum_filter1d(eq.view(np.uint8), 7, axis=1).astype(bool)
+    if runs.mean() < 0.002:
+        return []
+    values, counts = np.unique(s[:, :-1][runs], return_counts=True)
+    common = [v for v in values[np.argsort(-counts)[:3]] if counts[values == v][0] >= 0.002 * s.size]
+    out: list[tuple[int, int, int, int]] = []
+    k = max(3, min(sh, sw) // 60)
+    for v in common:
+        m = s == v
+        if m.mean() < 0.002:
+            continue
+        # closing (dilate, then erode) with a k × k square, separable and on uint8: fast
+        grown = ndimage.maximum_filter(m.view(np.uint8), size=k, mode="constant")
+        closed = ndimage.minimum_filter(grown, size=k, mode="nearest").astype(bool)
+        regions, _n = ndimage.label(closed)
+        for sl in ndimage.find_objects(regions):
+            if sl is None:
+                continue
+            y0, y1, x0, x1 = sl[0].start, sl[0].stop, sl[1].start, sl[1].stop
+            bh, bw = y1 - y0, x1 - x0
+            if bh < max(4, 0.025 * sh) or bw < 0.12 * sw or bh > 0.34 * sh:
+                continue
+            if bw >= 0.98 * sw:
+                continue
+            if not (y1 >= 0.66 * sh or y0 <= 0.34 * sh):
+                continue
+            solid = float(closed[sl].mean())
+            raw = float(m[sl].mean())
+            if solid < 0.9 or not 0.4 <= raw <= 0.995:  # nearly solid, with some text on it
+                continue
+            out.append((int(y0 * step), min(h, int(y1 * step)), int(x0 * step), min(w, int(x1 * step))))
+    return out

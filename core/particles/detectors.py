@@ -20,7 +20,7 @@ from sqlite_utils import Database
 from core.config import MODELS_DIR
 from core.errors import ImageReadError, InvalidValue, ModelError, NotFound, SemTriageError
 from core.files import sha256_file
-from core.images import read_image
+from core.images import annotation_boxes, read_image
 from core.models import read_card
 from core.particles.classical import ClassicalParams, detect_classical
 from core.particles.measure import Particle, measure
@@ -178,10 +178,33 @@ def segmenter_for(d: dict[str, Any]) -> ParticleSegmenter:
 
 
 def detect_array(scan: np.ndarray, d: dict[str, Any], *, databar_px: int = 0) -> list[Particle]:
-    """Detect and measure the particles of a scan (2-D [0, 1]) with detector row ``d``."""
+    """Detect and measure the particles of a scan (2-D [0, 1]) with detector row ``d``.
+
+    An instrument overlay box inside the frame (core.images.annotation_boxes: a black box of
+    text over a corner) is hidden from the detector (filled with the scan's median), nothing is
+    detected under it, and particles it cuts are left out of sizes as ``databar``."""
     scan = np.asarray(scan, np.float32)
     if scan.ndim != 2 or scan.shape[0] < 8 or scan.shape[1] < 8:
         raise InvalidValue(f"scan of shape {scan.shape} is too small to detect particles in")
+    boxes = annotation_boxes(scan)
+    if not boxes:
+        return _detect(scan, d, databar_px)
+    hidden = np.zeros(scan.shape, bool)
+    for y0, y1, x0, x1 in boxes:
+        hidden[y0:y1, x0:x1] = True
+    seen = scan.copy()
+    seen[hidden] = float(np.median(scan[~hidden])) if (~hidden).any() else 0.0
+    parts = _detect(seen, d, databar_px, hidden=hidden)
+    ring = ndimage.binary_dilation(hidden, iterations=2)
+    for p in parts:
+        x0, y0, x1, y1 = p.bbox
+        if not p.excluded and ring[y0:y1, x0:x1][p.mask].any():
+            p.excluded = "databar"
+    return parts
+
+
+def _detect(scan: np.ndarray, d: dict[str, Any], databar_px: int,
+            hidden: np.ndarray | None = None) -> list[Particle]:
     if d["kind"] == "classical":
         prm = ClassicalParams.from_dict(d["params"])
         if scan.size > TILE_PIXELS:
@@ -190,6 +213,12 @@ def detect_array(scan: np.ndarray, d: dict[str, Any], *, databar_px: int = 0) ->
             labels, scores = detect_classical(scan, prm)
     else:
         labels, scores = segmenter_for(d).detect(scan)
+    if hidden is not None:
+        labels = np.where(hidden, 0, labels)
+        min_area = 6  # what is left beside the box of a particle under it: a piece, not one
+        small = np.bincount(labels.ravel(), minlength=len(scores)) < min_area
+        small[0] = False
+        labels[small[labels]] = 0
     return measure(labels, scan, scores=scores, databar_px=databar_px)
 
 

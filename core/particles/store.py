@@ -494,9 +494,10 @@ def history(db: Database, image_id: int) -> list[dict[str, Any]]:
 
 
 def review_queue(db: Database, limit: int = 50) -> list[dict[str, Any]]:
-    """Detected, not yet verified images, worst first: the share of low-score detections
-    (< 0.5), of likely merges (solidity < 0.85) and of odd sizes (ECD beyond 2× or under ½ the
-    image's mean) add up to a priority."""
+    """Detected, not yet verified images, worst first: images without particles (a miss, or
+    every one deleted) before all others, then by priority — the share of low-score
+    detections (< 0.5), of likely merges (solidity < 0.85) and of odd sizes (ECD beyond 2× or
+    under ½ the image's mean) added up, plus 1 without particles."""
     rows = list(db.query(
         "WITH p AS (SELECT image_id, score, solidity, ecd_px, avg(ecd_px) OVER (PARTITION BY "
         "image_id) AS m FROM particles WHERE removed_event IS NULL AND image_id IN "
@@ -509,7 +510,7 @@ def review_queue(db: Database, limit: int = 50) -> list[dict[str, Any]]:
     for r in rows:
         r["priority"] = round(r["low_score"] + r["merges"] + r["odd_size"]
                               + (1.0 if not r["n_particles"] else 0.0), 4)
-    rows.sort(key=lambda r: (-r["priority"], r["image_id"]))
+    rows.sort(key=lambda r: (bool(r["n_particles"]), -r["priority"], r["image_id"]))
     return rows[:limit]
 
 

@@ -10,8 +10,14 @@ Two looks, both as messy as real data:
 * ``gold``: dark immunogold spheres of several size classes (6 / 12 / 18 nm) on a bright
   membrane texture, with dark non-particle shadows (larger, softer, irregular) as distractors.
 
-Both then get blur, shot noise, scan-line noise, particles cut by the image edge and on about
-a third of the images an instrument data bar over the bottom rows (it hides what is under it).
+A quarter of the ``sem`` images are *packed*: piles of particles covering the whole field in
+several layers (no substrate in sight, as in a powder of SiO2 spheres), lit from one side,
+with dark gaps and lower particles in the shade of the top ones (ambient occlusion).
+
+All then get blur, shot noise, scan-line noise, particles cut by the image edge, on about a
+third of the images an instrument data bar over the bottom rows, and on some an annotation
+box inside the frame (black, white text, over a corner: the instrument's own overlay, which
+no data-bar finder removes). Both hide what is under them.
 
 Same ``(seed, size, options)`` → identical pixels. The truth is exact: ``labels`` (int32, the
 visible pixels of particle ``k`` are ``k``; 0 is background, distractors and the data bar) and
@@ -31,13 +37,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw
 
-from core.synth.databar import _draw_databar
+from core.synth.databar import _draw_databar, _font
 from core.synth.dataset import save_image
 from core.synth.primitives import _blur, _fractal, _noise
 
-PARTICLE_SYNTH_VERSION = "particles-synth-v1"
+PARTICLE_SYNTH_VERSION = "particles-synth-v2"
 LOOKS = ("sem", "gold")
 SHAPES = ("sphere", "faceted", "bipyramid", "rod", "irregular")
 GOLD_SIZES_NM = (6.0, 12.0, 18.0)
@@ -184,8 +190,10 @@ def _place(rng: np.random.Generator, h: int, w: int, pops: list[dict[str, Any]],
     return parts[:max(n, 0)]
 
 
-def _draw(h: int, w: int, parts: list[dict[str, Any]], rng: np.random.Generator):
-    """Z-buffered heights and the instance labels of what is on top; per-particle contrast."""
+def _draw(h: int, w: int, parts: list[dict[str, Any]], rng: np.random.Generator,
+          layers: float = 0.35):
+    """Z-buffered heights and the instance labels of what is on top; each particle sits at a
+    random height up to ``layers`` × its radius (a pile: about 1)."""
     z = np.zeros((h, w), np.float32)
     labels = np.zeros((h, w), np.int32)
     keep: list[dict[str, Any]] = []
@@ -202,7 +210,7 @@ def _draw(h: int, w: int, parts: list[dict[str, Any]], rng: np.random.Generator)
         inside = rho < 1.0
         if not inside.any():
             continue
-        base = float(rng.uniform(0, 0.35 * r))
+        base = float(rng.uniform(0, layers * r))
         height = base + r * np.sqrt(np.clip(1.0 - rho * rho, 0, 1))
         sub = z[cy0:cy1, cx0:cx1]
         top = inside & (height > sub)
@@ -224,6 +232,41 @@ def _relabel(labels: np.ndarray, parts: list[dict[str, Any]], min_px: int):
     return lut[labels], [parts[i - 1] for i in keep]
 
 
+def _annotation_box(img: np.ndarray, labels: np.ndarray, rng: np.random.Generator,
+                    scan_h: int) -> tuple[set[int], list[int]]:
+    """A black box with lines of white text in a bottom or top corner of the scan (the first
+    ``scan_h`` rows); zeroes the labels under it. Returns the ids it cuts and the box
+    (y0, y1, x0, x1)."""
+    w = img.shape[1]
+    bh = max(10, round(scan_h * rng.uniform(0.06, 0.14)))
+    bw = max(20, round(w * rng.uniform(0.35, 0.9)))
+    x0 = 0 if rng.random() < 0.6 else w - bw
+    y0 = scan_h - bh - int(rng.integers(0, max(1, scan_h // 20))) if rng.random() < 0.8 else 0
+    y0 = max(0, y0)
+    tile = Image.new("L", (bw, bh), int(rng.integers(0, 25)))
+    d = ImageDraw.Draw(tile)
+    font = _font(max(6, int(bh / (1 if bh < 18 else 2) * 0.7)))
+    white = int(rng.integers(200, 256))
+    words = ["E Beam", "Spot", "Magn", "WD", "5.00 kV", "3.0", "25000x", "4.9", "HFW", "det",
+             "SE", "10 um", "500 nm", "2 um", "Mag = 50.00 K X", "EHT", "Signal A = InLens"]
+    rows = 1 if bh < 18 else 2
+    for row in range(rows):
+        x = 3
+        while x < bw - 10:
+            t = str(rng.choice(words))
+            d.text((x, 1 + row * bh // rows), t, fill=white, font=font)
+            x += int(d.textlength(t, font=font)) + int(rng.integers(6, 30))
+    if rng.random() < 0.6:  # a scale bar in the box
+        xb = int(bw * rng.uniform(0.4, 0.7))
+        d.rectangle([xb, bh // 2 - 1, min(bw - 2, xb + int(bw * 0.2)), bh // 2 + 1], fill=white)
+    y1, x1 = min(scan_h, y0 + bh), x0 + bw
+    img[y0:y1, x0:x1] = np.asarray(tile)[: y1 - y0]
+    ring = labels[max(0, y0 - 1):min(scan_h, y1 + 1), max(0, x0 - 1):min(w, x1 + 1)]
+    cut = set(np.unique(ring).tolist()) - {0}
+    labels[y0:y1, x0:x1] = 0
+    return cut, [int(y0), int(y1), int(x0), int(x1)]
+
+
 def particle_micrograph(
     seed: int,
     size: tuple[int, int] = (384, 512),
@@ -232,18 +275,22 @@ def particle_micrograph(
     databar: bool | None = None,
     coverage: float | None = None,
     clumpiness: float | None = None,
+    packed: bool | None = None,
+    annotation: bool | None = None,
     max_particles: int = 4000,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One synthetic particle micrograph (uint8, ``size`` = (height, width)) and its truth.
 
     ``look``: ``sem`` / ``gold`` (None: 70 % sem); ``databar`` (None: a third of images);
     ``coverage``: fraction of the frame covered by particles (None: 0.08–0.45);
-    ``clumpiness``: fraction of placements that start a clump (None: 0–0.7).
+    ``clumpiness``: fraction of placements that start a clump (None: 0–0.7);
+    ``packed``: a pile covering the field (``sem`` only; None: a quarter of them);
+    ``annotation``: a black box with white text inside the frame (None: about one in six).
     """
     h, w = int(size[0]), int(size[1])
     if h < 32 or w < 32:
         raise ValueError(f"size must be at least 32×32, got {size!r}")
-    rng = _rng("particles", seed, h, w, look, databar, coverage, clumpiness)
+    rng = _rng("particles", seed, h, w, look, databar, coverage, clumpiness, packed, annotation)
     look = look or ("sem" if rng.random() < 0.7 else "gold")
     if look not in LOOKS:
         raise ValueError(f"look must be one of {LOOKS}, got {look!r}")
@@ -252,10 +299,18 @@ def particle_micrograph(
     pops = _populations(rng, look, px_nm)
     cov = float(rng.uniform(0.08, 0.45) if coverage is None else coverage)
     clump = float(rng.uniform(0.0, 0.7) if clumpiness is None else clumpiness)
+    pile = look == "sem" and (bool(rng.random() < 0.25) if packed is None else bool(packed))
     if look == "gold":
         cov, clump = cov * 0.35, clump * 0.4
+    if pile:
+        for pop in pops:  # powders: round and faceted grains rather than rods
+            if rng.random() < 0.7:
+                pop["shapes"] = tuple(rng.choice(["sphere", "sphere", "faceted", "irregular"],
+                                                 int(rng.integers(1, 3)), replace=False).tolist())
+        cov = float(rng.uniform(1.6, 2.6)) if coverage is None else coverage
+        clump = 0.95 if clumpiness is None else clump
     parts = _place(rng, h, w, pops, cov, clump, max_particles)
-    z, labels, parts = _draw(h, w, parts, rng)
+    z, labels, parts = _draw(h, w, parts, rng, layers=1.0 if pile else 0.35)
     fg = labels > 0
 
     # --- signal
@@ -270,7 +325,13 @@ def particle_micrograph(
         sig = np.where(fg, m_par * contrast[labels], m_sub + sub_tex)
         sig = sig * sec ** float(rng.uniform(0.5, 0.9))
         sig += 0.06 * fg * _fractal(rng, h, w, rng.uniform(2, 5))  # rough particle surfaces
-        sig += float(rng.uniform(-0.1, 0.1)) * np.clip(gx, -1, 1)  # detector side shading
+        side = 0.3 if pile else 0.1  # detector side shading: lit from one side
+        ang = float(rng.uniform(0, 2 * math.pi))
+        sig += float(rng.uniform(0, side)) * np.clip(math.cos(ang) * gx + math.sin(ang) * gy, -1, 1)
+        # shade: gaps and lower particles next to higher ones are darker (fewer SE escape)
+        r_med = float(np.median([p["r"] for p in parts])) if parts else 8.0
+        occl = np.clip((_blur(z, max(1.5, r_med / 2)) - z) / max(1.0, r_med), 0, 1)
+        sig *= 1.0 - float(rng.uniform(0.3, 0.8) if pile else rng.uniform(0, 0.4)) * occl
         # charging halo: a bright glow around clumps
         halo = float(rng.uniform(0.0, 0.18))
         if halo > 0.02:
@@ -322,13 +383,18 @@ def particle_micrograph(
         labels[h - bar_px :] = 0
     else:
         cut_by_bar = set()
+    box = bool(rng.random() < 1 / 6) if annotation is None else bool(annotation)
+    box_at: list[int] | None = None
+    if box:
+        cut, box_at = _annotation_box(img, labels, rng, h - bar_px)
+        cut_by_bar |= cut
     labels, kept = _relabel(labels, parts, min_px=4)
     # edge flags after relabelling: the particle ids in the border rows/columns
     scan_h = h - bar_px
     edge_ids = set(np.unique(np.concatenate([labels[0], labels[scan_h - 1], labels[:scan_h, 0],
                                              labels[:scan_h, -1]])).tolist()) - {0}
     bar_ids: set[int] = set()
-    if bar_px:
+    if cut_by_bar:
         old_ids = {id(parts[i - 1]) for i in cut_by_bar}
         bar_ids = {k for k, p in enumerate(kept, 1) if id(p) in old_ids}
     areas = np.bincount(labels.ravel(), minlength=len(kept) + 1)
@@ -341,7 +407,8 @@ def particle_micrograph(
                         "area_px": int(areas[k]),
                         "ecd_px": round(2 * math.sqrt(areas[k] / math.pi), 3),
                         "excluded": excluded})
-    truth = {"version": PARTICLE_SYNTH_VERSION, "seed": seed, "look": look,
+    truth = {"version": PARTICLE_SYNTH_VERSION, "seed": seed, "look": look, "packed": pile,
+             "annotation_box": box_at,
              "pixel_size_m": px_nm * 1e-9, "databar_px": bar_px, "labels": labels,
              "populations": [{k: v for k, v in p.items() if k != "shapes"} | {"shapes": list(p["shapes"])}
                              for p in pops],

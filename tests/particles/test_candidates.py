@@ -47,7 +47,7 @@ def test_the_active_detector_and_one_with_particles_are_kept(ingested):
     db = ingested
     P.ensure_defaults(db)
     with pytest.raises(StoreError, match="is the active one"):
-        P.discard_detector(db, "particles-default-v1")
+        P.discard_detector(db, "particles-default-v2")
     P.detect_images(db, [1], method="classical")
     with pytest.raises(StoreError, match=r"classical-default' made \d+ stored particles"):
         P.discard_detector(db, "classical-default")
@@ -58,7 +58,7 @@ def test_promote_is_for_administrators_when_the_app_asks(db):
     P.register_detector(db, version="cand-x", metrics=METRICS)
     with pytest.raises(Forbidden, match="may not change the active particle detector"):
         P.promote_detector(db, "cand-x", by=ANN)
-    assert P.active_detector(db)["version"] == "particles-default-v1"
+    assert P.active_detector(db)["version"] == "particles-default-v2"
     assert P.promote_detector(db, "cand-x", by=User("root", admin=True))["active"]
     assert P.detector_candidates(db) == []  # the active one is no candidate
 

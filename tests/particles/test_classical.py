@@ -8,6 +8,7 @@ import pytest
 
 from core.errors import InvalidValue
 from core.particles import ClassicalParams, detect_classical, match
+from core.synth import particle_micrograph
 
 
 def scene(dark=False):
@@ -58,3 +59,28 @@ def test_bad_parameters_are_refused_by_name(bad):
     with pytest.raises(InvalidValue) as e:
         ClassicalParams.from_dict(bad)
     assert next(iter(bad)) in str(e.value) or "Unknown" in str(e.value)
+
+
+@pytest.mark.parametrize("method", ["model", "classical"])
+def test_nothing_is_detected_under_an_overlay_box_and_particles_it_cuts_are_left_out(method, tmp_path):
+    """Real micrographs carry the instrument's text box inside the frame; its letters are not
+    particles, and a particle half under it has no size."""
+    from core.images import annotation_boxes
+    from core.particles import active_detector, detect_array
+    from core.store import open_db
+
+    img, t = particle_micrograph(3, (256, 320), look="sem", packed=True, annotation=True,
+                                 databar=False)
+    y0, y1, x0, x1 = t["annotation_box"]
+    scan = img.astype(np.float32) / 255
+    assert annotation_boxes(scan) and annotation_boxes(scan)[0][0] <= y0 + 1
+    parts = detect_array(scan, active_detector(open_db(tmp_path / "d.db"), method))
+    assert parts
+    for p in parts:
+        px0, py0, px1, py1 = p.bbox
+        inside = np.zeros(scan.shape, bool)
+        inside[py0:py1, px0:px1] = p.mask
+        assert not inside[y0:y1, x0:x1].any(), "no particle pixel under the box"
+    near = [p for p in parts if p.bbox[1] <= y1 + 1 and p.bbox[3] >= y0 - 1
+            and p.bbox[0] <= x1 + 1 and p.bbox[2] >= x0 - 1]
+    assert any(p.excluded == "databar" for p in near)

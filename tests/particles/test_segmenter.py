@@ -32,7 +32,7 @@ def test_default_detector_is_one_file_with_metadata_and_card():
     assert not DEFAULT_DETECTOR.with_name(DEFAULT_DETECTOR.name + ".data").exists()
     seg = ParticleSegmenter(DEFAULT_DETECTOR)
     assert seg.output_kinds == ["foreground", "boundary", "distance"]
-    assert seg.version == "particles-default-v1"
+    assert seg.version == "particles-default-v2"
     card = read_card(DEFAULT_DETECTOR)
     assert card and card["training_data"]["real_images"] == 0
 

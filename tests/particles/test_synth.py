@@ -54,3 +54,24 @@ def test_dense_clumps_touch():
     lab = t["labels"]
     touching = (lab[:, 1:] != lab[:, :-1]) & (lab[:, 1:] > 0) & (lab[:, :-1] > 0)
     assert touching.sum() > 50  # particles share borders, not only background gaps
+
+
+def test_a_packed_pile_covers_the_field_with_partly_hidden_particles():
+    _, t = particle_micrograph(4, (256, 320), look="sem", packed=True, databar=False,
+                               annotation=False)
+    lab = t["labels"]
+    assert t["packed"] and (lab > 0).mean() > 0.7  # little substrate in sight
+    visible = np.bincount(lab.ravel())[1:]
+    full = np.array([np.pi * (p["d_nominal_px"] / 2) ** 2 for p in t["particles"]])
+    assert (visible < 0.6 * full).mean() > 0.2  # many are partly under others
+    assert not particle_micrograph(4, (256, 320), look="gold", packed=True)[1]["packed"]
+
+
+def test_an_annotation_box_in_the_frame_hides_particles_and_flags_those_it_cuts():
+    img, t = particle_micrograph(3, (256, 320), look="sem", packed=True, annotation=True,
+                                 databar=False)
+    y0, y1, x0, x1 = t["annotation_box"]
+    assert y1 - y0 >= 10 and x1 - x0 >= 0.3 * img.shape[1]
+    assert np.median(img[y0:y1, x0:x1]) < 30 and img[y0:y1, x0:x1].max() > 190  # black, white text
+    assert not t["labels"][y0:y1, x0:x1].any()
+    assert any(p["excluded"] == "databar" for p in t["particles"])
