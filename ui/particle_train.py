@@ -6,6 +6,7 @@ others too (``by=``)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -112,21 +113,23 @@ def _comparison(db: Any, cand: dict[str, Any], admin: bool) -> None:
     b = st.columns([1, 1, 3])
     if b[0].button("Promote", key=f"pt_promote_{cand['id']}", type="primary", icon=":material/upgrade:",
                    help="Detection uses it from now on; verified images are never re-detected"):
-        try:
-            d = P.promote_detector(db, cand["version"], by=ui.user())
-        except SemTriageError as e:
-            ui.show_error(e)
-        else:
-            _say("success", f"{ui.esc(d['version'])} is now the active particle detector.")
-            st.rerun()
+        _act(lambda: P.promote_detector(db, cand["version"], by=ui.user()),
+             lambda d: ("success", f"{ui.esc(d['version'])} is now the active particle detector."))
     if b[1].button("Discard", key=f"pt_discard_{cand['id']}", icon=":material/delete:"):
-        try:
-            res = P.discard_detector(db, cand["version"], by=ui.user())
-        except SemTriageError as e:
-            ui.show_error(e)
-        else:
-            _say("info", f"Discarded {ui.esc(res['discarded'])}.")
-            st.rerun()
+        _act(lambda: P.discard_detector(db, cand["version"], by=ui.user()),
+             lambda res: ("info", f"Discarded {ui.esc(res['discarded'])}."))
+
+
+def _act(do: Callable[[], dict[str, Any]], said: Callable[[dict[str, Any]], tuple[str, str]]) -> None:
+    """One administrator's action on a candidate: its error shown, or its message kept for
+    the next run and the page rerun."""
+    try:
+        res = do()
+    except SemTriageError as e:
+        ui.show_error(e)
+    else:
+        _say(*said(res))
+        st.rerun()
 
 
 def train_view(db: Any) -> None:

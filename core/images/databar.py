@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 
 from core.images.levels import _sample
 
@@ -159,8 +160,6 @@ def annotation_boxes(arr2d: np.ndarray) -> list[tuple[int, int, int, int]]:
     Conservative: a region counts only when it is large (≥ 2.5 % of the height, ≥ 12 % of the
     width), nearly solid once its text is closed over, and its exact background value covers
     at least 40 % of it — noise never repeats one value over such an area."""
-    from scipy import ndimage
-
     a = np.asarray(arr2d)
     if a.ndim != 2 or a.size == 0 or a.dtype.kind not in "biuf":
         return []

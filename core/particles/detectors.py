@@ -24,7 +24,7 @@ from core.images import annotation_boxes, read_image
 from core.models import read_card
 from core.particles.classical import ClassicalParams, detect_classical
 from core.particles.measure import Particle, measure
-from core.particles.segmenter import ParticleSegmenter
+from core.particles.segmenter import ParticleSegmenter, drop_small
 from core.particles.store import save_detection
 from core.progress import Progress, counted
 from core.store import now_iso, write_tx
@@ -214,11 +214,8 @@ def _detect(scan: np.ndarray, d: dict[str, Any], databar_px: int,
     else:
         labels, scores = segmenter_for(d).detect(scan)
     if hidden is not None:
-        labels = np.where(hidden, 0, labels)
-        min_area = 6  # what is left beside the box of a particle under it: a piece, not one
-        small = np.bincount(labels.ravel(), minlength=len(scores)) < min_area
-        small[0] = False
-        labels[small[labels]] = 0
+        # what is left beside the box of a particle under it: a piece, not one
+        labels = drop_small(np.where(hidden, 0, labels), 6)
     return measure(labels, scan, scores=scores, databar_px=databar_px)
 
 

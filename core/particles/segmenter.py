@@ -71,6 +71,14 @@ def _h_maxima(energy: np.ndarray, fg: np.ndarray, h: float) -> np.ndarray:
     return out
 
 
+def drop_small(labels: np.ndarray, min_area: int) -> np.ndarray:
+    """``labels`` without the labels of fewer than ``min_area`` pixels (set to 0; the other
+    numbers kept)."""
+    small = np.bincount(labels.ravel(), minlength=int(labels.max()) + 1) < min_area
+    small[0] = False
+    return np.where(small[labels], 0, labels).astype(labels.dtype, copy=False)
+
+
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -30, 30)))
 
@@ -102,10 +110,7 @@ def instances(maps: np.ndarray, outputs: list[str], *, fg_threshold: float = 0.5
     n = int(labels.max())
     if n == 0:
         return labels, np.zeros(1, np.float32)
-    areas = np.bincount(labels.ravel(), minlength=n + 1)
-    small = areas < min_area
-    small[0] = False
-    labels[small[labels]] = 0
+    labels = drop_small(labels, min_area)
     ids = np.unique(labels)
     ids = ids[ids > 0]
     lut = np.zeros(n + 1, np.int32)

@@ -20,8 +20,6 @@ from core.store import open_db
 from core.synth import write_particle_dataset
 from tests.helpers.browser import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     app_server,
     chromium,
     need_chromium,
@@ -54,52 +52,52 @@ def wait_for(cond, timeout=20.0):
     return False
 
 
-def test_select_delete_add_verify(server):
-    from playwright.sync_api import sync_playwright
+def open_particles(browser, url, reviewer):
+    """A page signed in as ``reviewer`` on the Particles page, its image loaded."""
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page.goto(url)
+    settle(page)
+    name = page.get_by_role("textbox", name="Reviewer")
+    name.fill(reviewer)
+    name.press("Tab")
+    settle(page)
+    page.get_by_role("link", name="Particles").first.click()
+    settle(page)
+    img = page.frame_locator(FRAME).locator("img")
+    img.wait_for(timeout=30_000)
+    return page, img
 
+
+def test_select_delete_add_verify(server):
     url, db_path = server
     db = open_db(db_path)
     rows = [r for r in P.particle_rows(db, 1) if not r["excluded"]]
     target = sorted(rows, key=lambda r: r["area_px"])[len(rows) // 2]
     n0 = len(P.live_ids(db, 1))
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(url)
-            settle(page)
-            name = page.get_by_role("textbox", name="Reviewer")
-            name.fill("alice")
-            name.press("Tab")
-            settle(page)
-            page.get_by_role("link", name="Particles").first.click()
-            settle(page)
-            img = page.frame_locator(FRAME).locator("img")
-            img.wait_for(timeout=30_000)
-            box = img.bounding_box()
-            f = box["width"] / 320  # the page draws it enlarged (and may shrink it to fit)
-            pos = {"x": target["centroid_x_px"] * f, "y": target["centroid_y_px"] * f}
-            img.click(position=pos)
-            settle(page)
-            page.get_by_text("selected: 1").wait_for(timeout=20_000)
-            page.evaluate("document.activeElement && document.activeElement.blur()")
-            page.keyboard.press("d")
-            settle(page)
-            assert wait_for(lambda: target["id"] not in P.live_ids(open_db(db_path), 1))
-            page.get_by_text("Add by clicking").click()
-            settle(page)
-            img = page.frame_locator(FRAME).locator("img")
-            img.click(position=pos)
-            settle(page)
-            assert wait_for(lambda: any(r["source"] == "human" for r in P.particle_rows(open_db(db_path), 1)))
-            page.evaluate("document.activeElement && document.activeElement.blur()")
-            page.keyboard.press("v")
-            settle(page)
-            assert wait_for(lambda: P.image_state(open_db(db_path), 1)["state"] == "verified")
-            page.screenshot(path=str(ARTIFACTS / "particles.png"))
-        finally:
-            browser.close()
+    with chromium() as browser:
+        page, img = open_particles(browser, url, "alice")
+        box = img.bounding_box()
+        f = box["width"] / 320  # the page draws it enlarged (and may shrink it to fit)
+        pos = {"x": target["centroid_x_px"] * f, "y": target["centroid_y_px"] * f}
+        img.click(position=pos)
+        settle(page)
+        page.get_by_text("selected: 1").wait_for(timeout=20_000)
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("d")
+        settle(page)
+        assert wait_for(lambda: target["id"] not in P.live_ids(open_db(db_path), 1))
+        page.get_by_text("Add by clicking").click()
+        settle(page)
+        img = page.frame_locator(FRAME).locator("img")
+        img.click(position=pos)
+        settle(page)
+        assert wait_for(lambda: any(r["source"] == "human" for r in P.particle_rows(open_db(db_path), 1)))
+        page.evaluate("document.activeElement && document.activeElement.blur()")
+        page.keyboard.press("v")
+        settle(page)
+        assert wait_for(lambda: P.image_state(open_db(db_path), 1)["state"] == "verified")
+        page.screenshot(path=str(ARTIFACTS / "particles.png"))
     db = open_db(db_path)
     hist = P.history(db, 1)
     assert [h["action"] for h in hist] == ["detect", "delete", "add", "verify"]
@@ -155,17 +153,7 @@ def test_zoomed_clicks_select_add_and_pick_scale_points(server):
     assert crowd(t_id) >= 4, "the test image has a clump"
     ARTIFACTS.mkdir(exist_ok=True)
     with chromium() as browser:
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(url)
-        settle(page)
-        name = page.get_by_role("textbox", name="Reviewer")
-        name.fill("bob")
-        name.press("Tab")
-        settle(page)
-        page.get_by_role("link", name="Particles").first.click()
-        settle(page)
-        img = page.frame_locator(FRAME).locator("img")
-        img.wait_for(timeout=30_000)
+        page, img = open_particles(browser, url, "bob")
 
         def click_at(x, y, win=None):
             """Click image pixel (x, y) on the picture, fitted or showing ``win`` (once the
