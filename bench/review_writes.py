@@ -1,7 +1,7 @@
 """Reviewers' label writes while thresholds are saved on a million predictions.
 
-    .venv/bin/python bench/review_writes.py [--db bench/out/scale/base.db] [--reviewers 50]
-        [--think 1.0] [--saves 2] [--code DIR]
+    .venv/bin/python bench/review_writes.py [--db bench/out/scale/base-1000000-100000.db] [--reviewers 50]
+        [--think 1.0] [--saves 2] [--force] [--code DIR]
 
 Works on a copy of the database bench/scale.py builds (1,000,000 images with predictions,
 100,000 human and ~270,000 auto labels; build it first with `bench/scale.py`). ``--reviewers``
@@ -10,7 +10,9 @@ core.review.decide (a relabel: label event + current label + counts, one write t
 after a think time drawn uniformly from [0.5, 1.5] × ``--think`` seconds, while another process
 runs ``semtriage thresholds --accept X`` ``--saves`` times (accept 0.60, 0.80, …: each re-routes
 the million predictions and brings the auto labels in line). Prints the save times and the
-label-write latency p50 / p99 / max before and during the saves. Goal: p99 ≤ 100 ms during
+label-write latency p50 / p99 / max before and during the saves. ``--force``: the saves
+force the threshold (``--force``: the model may auto-accept without certification), so each
+also writes and revokes auto labels by the hundred thousand — the heavier save. Goal: p99 ≤ 100 ms during
 the saves. ``--code DIR``: the checkout whose ``core`` runs (e.g. an older one, to compare).
 Prints numbers; asserts nothing.
 """
@@ -48,10 +50,11 @@ def line(name: str, xs: list[float]) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--db", type=Path, default=ROOT / "bench" / "out" / "scale" / "base.db")
+    ap.add_argument("--db", type=Path, default=ROOT / "bench" / "out" / "scale" / "base-1000000-100000.db")
     ap.add_argument("--reviewers", type=int, default=50)
     ap.add_argument("--think", type=float, default=1.0)
     ap.add_argument("--saves", type=int, default=2)
+    ap.add_argument("--force", action="store_true", help="force the thresholds: auto labels written too")
     ap.add_argument("--code", type=Path, default=ROOT)
     args = ap.parse_args()
     if not args.db.is_file():
@@ -102,8 +105,9 @@ def main() -> None:
         for i in range(args.saves):
             accept = 0.60 if i % 2 == 0 else 0.80
             t = time.perf_counter()
+            force = ["--force", "--note", "bench"] if args.force else []
             r = subprocess.run([sys.executable, "-m", "core.cli", "thresholds", "--db", str(work),
-                                "--accept", f"{accept:.2f}"], cwd=code, env=env, check=False,
+                                "--accept", f"{accept:.2f}", *force], cwd=code, env=env, check=False,
                                capture_output=True, text=True)
             dt = time.perf_counter() - t
             windows.append((t, t + dt))

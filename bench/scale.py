@@ -3,7 +3,7 @@
     .venv/bin/python bench/scale.py [--images 1000000] [--labels 100000] [--reps 200]
                                     [--plans] [--rebuild] [--skip-ingest]
 
-1. Builds (once; cached in bench/out/scale/base.db, rebuilt with --rebuild or other sizes) a
+1. Builds (once; cached in bench/out/scale/base-N-LABELS.db, rebuilt with --rebuild or other sizes) a
    database of N images with predictions from one 10-class model: rows made in numpy and
    inserted in bulk (``executemany`` inside ``write_tx``), the queue and reason of each row from
    core.review.decide_queue, auto labels from core.review.sync_auto_labels, then ~100k human

@@ -25,7 +25,7 @@ from core.config import LABEL_RE
 from core.errors import ClaimConflict, InvalidValue, NotFound, StoreError
 from core.models import active_model
 from core.review.certification import auto_label_rule
-from core.store import now_iso, write_tx
+from core.store import Pacer, now_iso, write_tx
 
 SPECIAL_LABELS = ("several", "unusable")
 HUMAN_ACTIONS = ("accept", "relabel", "several", "unusable", "skip")
@@ -278,16 +278,16 @@ def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[st
     stamp = now_iso()
     allowed, allowed_params = auto_label_rule(db, model_id)
     added = revoked = 0
-    lo, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
-    while top is not None and lo < top:
-        hi = lo + chunk
-        with write_tx(db, "updating auto-accepted labels", bulk=True):
+    first, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
+    pacer = Pacer(chunk)
+    for lo, hi in pacer.ranges(first, top):
+        with write_tx(db, "updating auto-accepted labels", pacer=pacer):
             # 1. revoke auto labels that no longer hold
             stale = db.execute(
                 f"""
                 SELECT c.image_id, c.event_id FROM current_labels c
                 LEFT JOIN predictions p ON p.image_id = c.image_id AND p.model_id = ?
-                WHERE c.image_id > ? AND c.image_id <= ? AND c.source = 'auto'
+                WHERE c.image_id > ? AND c.image_id <= ? AND +c.source = 'auto'
                   AND (p.image_id IS NULL OR p.queue != 'auto' OR p.pred != c.label
                        OR c.model_version != ? OR NOT ({allowed}))
                 """,
@@ -327,7 +327,6 @@ def sync_auto_labels(db: Database, model_id: int, chunk: int = 5_000) -> dict[st
                 [before],
             ).rowcount
             revoked += len(stale)
-        lo = hi
     return {"added": int(added), "revoked": revoked}
 
 

@@ -28,7 +28,7 @@ from core.review.routing import (
     queue_sql,
     set_thresholds,
 )
-from core.store import get_setting, set_setting, write_tx
+from core.store import Pacer, get_setting, set_setting, write_tx
 
 ORDERS = ("margin", "confidence", "entropy", "file", "random")
 QUEUE_CHOICES = ("uncertain", "mixed", "auto", BLIND_QUEUE, "all")
@@ -279,9 +279,9 @@ def reroute(
 
     ts = get_thresholds(db)
     expr, params = queue_sql(ts)
-    lo, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
-    while top is not None and lo < top:
-        hi = lo + chunk
+    first, top = db.execute("SELECT MIN(id) - 1, MAX(id) FROM images").fetchone()
+    pacer = Pacer(chunk)  # each write about BULK_HOLD_S, however large the database
+    for lo, hi in pacer.ranges(first, top):
         # SQLite picks the rows whose queue changes (the same rule, as SQL) walking the primary
         # key by image id ("+model_id": not the queue indexes); only those are written — a
         # threshold change that moves 2 % of a million images writes 20,000 rows
@@ -295,13 +295,12 @@ def reroute(
             ).fetchall()
         ]
         if moved:
-            with write_tx(db, "re-routing", bulk=True):
+            with write_tx(db, "re-routing", pacer=pacer):
                 db.conn.executemany(
                     "UPDATE predictions SET queue = ?, reason = ? "
                     "WHERE image_id = ? AND model_id = ?",
                     moved,
                 )
-        lo = hi
     sync_auto_labels(db, model_id)
     return dict(
         db.execute(

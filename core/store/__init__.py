@@ -3,8 +3,11 @@ per package that owns tables), the core schema, the settings table, backups."""
 
 from core.store.backup import backup, integrity_ok
 from core.store.db import (
+    AUTOCHECKPOINT_PAGES,
+    BULK_HOLD_S,
     BULK_YIELD_S,
     BUSY_TIMEOUT_S,
+    Pacer,
     db_file,
     now_iso,
     open_db,
@@ -27,10 +30,13 @@ from core.store.schema import (
 from core.store.settings import THEMES, get_setting, set_setting, set_user_theme, user_theme
 
 __all__ = [
+    "AUTOCHECKPOINT_PAGES",
+    "BULK_HOLD_S",
     "BULK_YIELD_S",
     "BUSY_TIMEOUT_S",
     "HUMAN_SOURCES",
     "THEMES",
+    "Pacer",
     "backup",
     "core_migrations",
     "db_file",

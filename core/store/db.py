@@ -24,6 +24,11 @@ from core.store import schema as _schema  # noqa: F401 - registers the core set 
 from core.store.migrations import migrate as apply_migrations
 
 BUSY_TIMEOUT_S = 30.0
+# WAL pages after which a commit checkpoints by itself. Far above one bulk batch: a bulk
+# writer checkpoints after each of its batches, outside the write lock, so a person whose
+# commit follows a batch never pays for copying that batch into the database (SQLite's
+# default, 1,000 pages, made a person's commit — or the batch's own, inside the lock — do it)
+AUTOCHECKPOINT_PAGES = 20_000
 
 
 def now_iso() -> str:
@@ -55,6 +60,7 @@ def open_db(path: str | Path, *, migrate: bool = True) -> Database:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={AUTOCHECKPOINT_PAGES}")
     except sqlite3.DatabaseError as e:
         raise StoreError(f"Cannot open database {str(p)!r}: {e}") from None
     db = Database(conn)
@@ -120,8 +126,9 @@ def _retry_locked(what: str, attempts: int = 5) -> Iterator[None]:
 # the lock until it commits, and asks every few milliseconds; a bulk writer takes it exclusive
 # for an instant before each batch — so it waits while people are writing or queued (at most
 # BULK_YIELD_S, so it is never starved either), then begins. A person waits for at most the
-# bulk batch in progress.
+# bulk batch in progress, which a :class:`Pacer` keeps to about BULK_HOLD_S.
 BULK_YIELD_S = 1.0
+BULK_HOLD_S = 0.03
 _GATES: weakref.WeakKeyDictionary[Database, int | None] = weakref.WeakKeyDictionary()
 
 
@@ -141,6 +148,37 @@ def temp_ids(db: Database, table: str, ids: Iterable[int]) -> str:
     if not outer and conn.in_transaction:
         conn.commit()
     return f"(SELECT id FROM {table})"
+
+
+class Pacer:
+    """The batch size of a bulk writer, fitted after every transaction so that each holds the
+    write lock for about ``hold_s``: the same number of rows costs a few ms on a small
+    database and ten times more on a million-row one with many indexes, so no fixed size
+    is right everywhere. Give it to :func:`write_tx` (``pacer=``), which times each
+    transaction from ``BEGIN`` to the end of ``COMMIT``; read :attr:`size` (or walk
+    :meth:`ranges`) for the next batch."""
+
+    def __init__(self, size: int, *, least: int = 256, most: int = 100_000, hold_s: float = BULK_HOLD_S):
+        self.least, self.most, self.hold_s = least, most, hold_s
+        self.size = max(least, min(most, int(size)))
+        self.held: list[float] = []  # seconds each transaction held the lock
+
+    def took(self, seconds: float) -> None:
+        """One transaction of :attr:`size` held the lock ``seconds``: resize (at most ×2 or ÷2
+        a step, so one slow commit does not swing it)."""
+        self.held.append(seconds)
+        ratio = self.hold_s / max(seconds, 1e-4)
+        self.size = max(self.least, min(self.most, int(self.size * min(2.0, max(0.5, ratio)))))
+
+    def ranges(self, lo: int | None, top: int | None) -> Iterator[tuple[int, int]]:
+        """Id ranges ``(lo, hi]`` up to ``top``, each as wide as :attr:`size` is when it is
+        asked for (none when ``top`` is None: an empty table's ``MAX(id)``)."""
+        if lo is None or top is None:
+            return
+        while lo < top:
+            hi = min(top, lo + self.size)
+            yield lo, hi
+            lo = hi
 
 
 def db_file(db: Database) -> str:
@@ -217,19 +255,23 @@ def _begin_waiting(conn: sqlite3.Connection, what: str) -> None:
 
 
 @contextlib.contextmanager
-def write_tx(db: Database, what: str = "writing", *, bulk: bool = False) -> Iterator[Database]:
+def write_tx(
+    db: Database, what: str = "writing", *, bulk: bool = False, pacer: Pacer | None = None
+) -> Iterator[Database]:
     """One write transaction (``BEGIN IMMEDIATE``: the write lock is taken up front, so two
     writers queue instead of dead-locking on an upgrade).
 
     ``bulk``: one batch of a long run of writes (re-routing, merging, ingesting); it lets the
     people's writes that are waiting go first (see ``_gate`` above). Keep each bulk
     transaction short (well under 0.2 s): a person may wait for the one in progress.
-    Nested use joins the outer transaction.
+    ``pacer`` (implies ``bulk``): told how long this transaction held the lock, to size the
+    next batch. Nested use joins the outer transaction.
     """
     conn = db.conn
     if conn.in_transaction:
         yield db
         return
+    bulk = bulk or pacer is not None
     fd = _gate(db)
     shared = False
     if fd is not None and bulk:
@@ -243,6 +285,7 @@ def write_tx(db: Database, what: str = "writing", *, bulk: bool = False) -> Iter
             _begin_waiting(conn, what)
         else:
             _begin_polling(conn, what)
+        began = time.perf_counter()
         try:
             yield db
         except BaseException:
@@ -252,10 +295,11 @@ def write_tx(db: Database, what: str = "writing", *, bulk: bool = False) -> Iter
         else:
             with _retry_locked(what):
                 conn.execute("COMMIT")
+            if pacer is not None:
+                pacer.took(time.perf_counter() - began)
             if bulk:
-                # copy this batch's pages into the database now, outside the write lock: the
-                # WAL then never reaches the auto-checkpoint size (1,000 pages), so a person's
-                # commit is never the one that pays for a checkpoint (tens to hundreds of ms)
+                # copy this batch's pages into the database now, outside the write lock (see
+                # AUTOCHECKPOINT_PAGES): nobody's commit then pays for it (tens to hundreds of ms)
                 conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
     finally:
         if shared:

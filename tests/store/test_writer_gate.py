@@ -70,3 +70,61 @@ def test_a_bulk_writer_is_not_starved_by_people(tmp_path, monkeypatch):
         os.close(fd)
     assert db.execute("SELECT who FROM log").fetchall() == [("bulk",)]
 
+
+
+def test_a_pacer_fits_the_batch_to_the_time_it_holds_the_lock():
+    pacer = store_db.Pacer(1000, least=16, hold_s=0.03)
+    pacer.took(0.06)  # twice too long: half the rows next time
+    assert pacer.size == 500
+    pacer.took(3.0)  # one very slow commit: halved, not cut a hundredfold
+    assert pacer.size == 250
+    pacer.took(0.0001)  # very fast: doubled, not grown a hundredfold
+    assert pacer.size == 500
+    for _ in range(40):
+        pacer.took(0.0)
+    assert pacer.size == pacer.most
+    for _ in range(40):
+        pacer.took(10.0)
+    assert pacer.size == pacer.least
+
+
+def test_pacer_ranges_cover_every_id_once_while_the_size_changes():
+    pacer = store_db.Pacer(10, least=1, hold_s=0.03)
+    seen = []
+    for i, (lo, hi) in enumerate(pacer.ranges(0, 1000)):
+        seen.extend(range(lo + 1, hi + 1))
+        pacer.took(0.06 if i % 3 else 0.01)
+    assert seen == list(range(1, 1001))
+    assert list(pacer.ranges(None, None)) == []  # MIN/MAX of an empty table
+
+
+def test_write_tx_tells_the_pacer_how_long_each_commit_held_the_lock(tmp_path):
+    db = _table(tmp_path / "t.db")
+    pacer = store_db.Pacer(100)
+    batches = 0
+    for lo, hi in pacer.ranges(0, 300):
+        with write_tx(db, pacer=pacer):
+            db.conn.executemany("INSERT INTO log VALUES (?)", [(str(i),) for i in range(lo, hi)])
+        batches += 1
+    try:
+        with write_tx(db, pacer=pacer):
+            db.execute("INSERT INTO nowhere VALUES (1)")
+    except Exception:
+        pass
+    assert len(pacer.held) == batches  # one per commit; a rolled-back one does not count
+    assert all(h > 0 for h in pacer.held)
+    assert db.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 300
+
+
+def test_a_bulk_batch_is_copied_into_the_database_by_its_own_writer(tmp_path):
+    path = tmp_path / "t.db"
+    bulk = _table(path)
+    person = open_db(path)
+    before = path.stat().st_size
+    with write_tx(bulk, bulk=True):  # ~2,000 WAL pages: over SQLite's default auto-checkpoint
+        bulk.conn.executemany("INSERT INTO log VALUES (?)", [(f"{i}" + "x" * 3000,) for i in range(2500)])
+    # checkpointed at once (the rows are in the database file, not only in the WAL), so the
+    # next person's commit has nothing to copy; and a person's commit would not do it anyway
+    assert path.stat().st_size - before > 2500 * 3000
+    assert person.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == store_db.AUTOCHECKPOINT_PAGES
+    assert store_db.AUTOCHECKPOINT_PAGES > 2000
