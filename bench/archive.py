@@ -3,7 +3,7 @@ merge rate into SQLite (with the latency of small writes made meanwhile).
 
     .venv/bin/python bench/archive.py [--n 400] [--model data/models/default.onnx]
         [--engines local,ray] [--actors N] [--gpus-per-actor G] [--address auto]
-        [--merge-images 200000] [--shard-size 1000]
+        [--merge-images 200000] [--shard-size 1000] [--folder-plan]
 
 1. N 8-bit 1024x768 TIFFs (bench/ingest_predict.py's, cached in bench/out/tiffs) ingested
    without predictions into a fresh database; for each engine a fresh work folder is planned
@@ -11,6 +11,10 @@ merge rate into SQLite (with the latency of small writes made meanwhile).
    start-up), images/s. Ray runs on a local cluster of every core here (or ``--address``),
    with ``--actors`` actors (default: every CPU but one) and ``--gpus-per-actor``.
 2. Merge of the local engine's results into the database (the real thing, small).
+   With ``--folder-plan``, also the same folder not ingested: `semtriage ingest` with
+   prediction into a fresh database against a file plan (``--folder``) of it into another —
+   plan, local run (the worker hashes, reads metadata, makes thumbnails, predicts), merge
+   (images, files, predictions stored): seconds and images/s of each step.
 3. Merge at scale: a database of ``--merge-images`` image rows (hashes made up, no files)
    and result shards written as a run would write them (random probabilities), merged with
    the default 500 rows per transaction, while a second thread makes a small write (one
@@ -41,7 +45,7 @@ from ingest_predict import make_tiffs
 from core import archive
 from core.config import DEFAULT_MODEL, Settings
 from core.intake import ingest
-from core.models import register_model
+from core.models import Classifier, register_model
 from core.store import open_db, set_setting, write_tx
 
 
@@ -99,6 +103,36 @@ def run_engines(args: argparse.Namespace, tmp: Path) -> Path:
     return db_path
 
 
+def folder_plan(args: argparse.Namespace, tmp: Path) -> None:
+    """The TIFF folder not ingested: `semtriage ingest` (with prediction) vs a file plan."""
+    folder = make_tiffs(ROOT / "bench" / "out" / "tiffs", args.n)[0].parent
+    settings = Settings.from_env()
+    db = open_db(tmp / "ingest.db")
+    model = register_model(db, args.model, activate=True)
+    t0 = time.perf_counter()
+    rep = ingest(db, [folder], classifier=Classifier(args.model), model_id=model["id"], settings=settings)
+    wall = time.perf_counter() - t0
+    print(f"\nfolder not ingested ({rep.added} images): semtriage ingest with prediction "
+          f"{wall:.1f} s = {rep.added / wall:.1f} images/s")
+    db = open_db(tmp / "files.db")
+    model = register_model(db, args.model, activate=True)
+    work = tmp / "work-files"
+    t0 = time.perf_counter()
+    m, _ = archive.plan(db, work, model, paths=[folder], shard_size=args.shard_size)
+    t_plan = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    run = archive.run(work, engine="local", settings=settings)
+    t_run = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    merged = archive.merge(db, work)
+    t_merge = time.perf_counter() - t0
+    total = t_plan + t_run + t_merge
+    print(f"file plan: plan {t_plan:.2f} s ({m.images} files), local run {t_run:.1f} s = "
+          f"{run.images / t_run:.1f} images/s, merge {t_merge:.2f} s = {merged.added / t_merge:,.0f} "
+          f"images/s (longest write {merged.longest_tx_s * 1000:.0f} ms); all {total:.1f} s = "
+          f"{merged.added / total:.1f} images/s")
+
+
 def merge_at_scale(n: int, shard: int, tmp: Path, model_path: Path) -> None:
     db_path = tmp / "merge.db"
     db = open_db(db_path)
@@ -124,6 +158,9 @@ def merge_at_scale(n: int, shard: int, tmp: Path, model_path: Path) -> None:
             "image_id": t["image_id"].to_numpy(), "path": np.array(t["path"].to_pylist(), object),
             "sha256": np.array(t["sha256"].to_pylist(), object), "probs": raw,
             "error": np.full(len(t), "", object), "provider": np.full(len(t), "bench", object),
+            "ood": np.full(len(t), np.nan, np.float32), "unfamiliar": np.full(len(t), "", object),
+            "image": np.full(len(t), "", object), "thumb": np.full(len(t), b"", object),
+            "mtime": np.full(len(t), np.nan),
         }
         archive.ShardWriter(wd, m, [s]).add(out)
     stop = threading.Event()
@@ -164,10 +201,14 @@ def main() -> None:
     ap.add_argument("--address", default=None)
     ap.add_argument("--shard-size", type=int, default=100)
     ap.add_argument("--merge-images", type=int, default=200_000)
+    ap.add_argument("--folder-plan", action="store_true",
+                    help="also: the folder not ingested, `ingest` against a file plan")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="semtriage-archive-") as tmp:
         if args.n:
             run_engines(args, Path(tmp))
+        if args.n and args.folder_plan:
+            folder_plan(args, Path(tmp))
         if args.merge_images:
             merge_at_scale(args.merge_images, 10_000, Path(tmp), args.model)
 

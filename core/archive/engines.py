@@ -121,7 +121,7 @@ def _predictor_args(wd: WorkDir, m: Manifest, settings: Settings, threads: int,
                     gpu: bool) -> dict[str, Any]:
     return {"model_path": str(wd.model_path(m).resolve()), "model_sha256": m.model_sha256,
             "gpu": gpu, "threads": threads, "batch_size": settings.batch_size,
-            "max_pixels": settings.max_pixels}
+            "max_pixels": settings.max_pixels, "thumb_px": settings.thumb_px}
 
 
 def _local(wd: WorkDir, m: Manifest, shards: list[int], settings: Settings, threads: int):  # type: ignore[no-untyped-def]

@@ -6,22 +6,28 @@ transactions of ``rows`` images that yield to other writers between them, so rev
 labelling while a million predictions arrive; a shard is marked merged in the transaction of
 its last rows (table ``archive_shards``), so a killed merge resumes at the first unmerged
 shard. The unreadable files land in ``ingest_errors`` by path and reason, as ingest's do.
-Finally auto-accepted labels follow the routing when the model is the active one.
+A file plan's files not stored yet are stored first, as `semtriage ingest` stores them (its
+``images`` row and thumbnail as the worker read them, the ``files`` row; a file whose SHA-256
+is stored already — a copy, or a batch merged before a kill — only gets its ``files`` row,
+and its image a prediction if it has none of this model). Finally auto-accepted labels follow
+the routing when the model is the active one.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow.compute as pc
 from sqlite_utils import Database
 
 from core.archive.workdir import Manifest, WorkDir
 from core.errors import ModelError
-from core.intake import record_failures, store_predictions
+from core.intake import insert_images, record_failures, store_files, store_predictions
 from core.models import active_model
 from core.progress import Progress, counted
 from core.review import sync_auto_labels
@@ -48,6 +54,7 @@ def m001_archive_shards(db: Database) -> None:
 
 
 MERGE_ROWS = 500
+NOT_TAKEN_SHARD = -1  # the archive_shards row saying a file plan's not-taken files were reported
 
 
 @dataclass
@@ -56,6 +63,8 @@ class MergeReport:
     already: int = 0  # merged before
     waiting: int = 0  # no result file yet
     predicted: int = 0
+    added: int = 0  # images stored from files the database did not have (a file plan)
+    duplicates: int = 0  # files whose image (by SHA-256) was stored already
     failed: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
     longest_tx_s: float = 0.0
@@ -65,7 +74,9 @@ class MergeReport:
         return self.predicted / self.seconds if self.seconds > 0 else 0.0
 
     def summary(self) -> str:
-        return (f"{self.predicted:,} predictions merged from {self.shards} shards "
+        added = (f"{self.added:,} new images stored ({self.duplicates:,} files were copies of "
+                 "stored images), " if self.added or self.duplicates else "")
+        return (f"{added}{self.predicted:,} predictions merged from {self.shards} shards "
                 f"({self.already} merged before, {self.waiting} not finished), "
                 f"{len(self.failed):,} failed; {self.rate:,.0f} predictions/s, "
                 f"longest write {self.longest_tx_s * 1000:.0f} ms")
@@ -90,8 +101,8 @@ def model_for(db: Database, m: Manifest) -> dict[str, Any]:
 
 
 def merged_shards(db: Database, work_id: str) -> set[int]:
-    return {int(r[0]) for r in db.execute("SELECT shard FROM archive_shards WHERE work_id = ?",
-                                          [work_id])}
+    return {int(r[0]) for r in db.execute(
+        "SELECT shard FROM archive_shards WHERE work_id = ? AND shard >= 0", [work_id])}
 
 
 def merge(
@@ -118,6 +129,15 @@ def merge(
     rep.waiting = sum(1 for s, n in enumerate(m.shards) if n and s not in before and s not in todo)
     total = sum(m.shards[s] for s in todo)
     done = 0
+    if m.source != "database" and not db.execute(
+            "SELECT 1 FROM archive_shards WHERE work_id = ? AND shard = ?",
+            [m.work_id, NOT_TAKEN_SHARD]).fetchone():
+        not_taken = wd.not_taken()  # reported (not stored: ingest keeps no such files either) once
+        with write_tx(db, "merging archive predictions"):
+            db.execute("INSERT INTO archive_shards(work_id, shard, model_id, predicted, failed, "
+                       "merged_at) VALUES (?, ?, ?, 0, ?, ?)",
+                       [m.work_id, NOT_TAKEN_SHARD, model_id, len(not_taken), now_iso()])
+        rep.failed += not_taken
     for s in todo:
         table = wd.read_result(s, len(names))
         n = len(table)
@@ -127,7 +147,11 @@ def merge(
             last = i + rows >= n
             t0 = time.perf_counter()
             with write_tx(db, "merging archive predictions", bulk=True):
+                stamp = now_iso()
                 ok, failed = _check(db, part)
+                new_ok, new_failed, added, copies = _store_new(db, model_id, part, stamp)
+                ok += new_ok
+                failed += new_failed
                 if ok:
                     store_predictions(db, model_id, names, [(o[0], o[1]) for o in ok],
                                       np.stack([o[2] for o in ok]), ood=[o[3] for o in ok],
@@ -139,10 +163,12 @@ def merge(
                     db.execute(
                         "INSERT INTO archive_shards(work_id, shard, model_id, predicted, failed, "
                         "merged_at) VALUES (?, ?, ?, ?, ?, ?)",
-                        [m.work_id, s, model_id, n_pred, n_fail, now_iso()])
+                        [m.work_id, s, model_id, n_pred, n_fail, stamp])
             held = time.perf_counter() - t0
             rep.longest_tx_s = max(rep.longest_tx_s, held)
             rep.predicted += len(ok)
+            rep.added += added
+            rep.duplicates += copies
             rep.failed += failed
             done += len(part["row"])
             counted(progress, done, total, f"shard {s}")
@@ -156,19 +182,22 @@ def merge(
     return rep
 
 
-def _check(db: Database, part: dict[str, list[Any]]) -> tuple[
-        list[tuple[int, str, np.ndarray, float | None, str | None]], list[tuple[str, str]]]:
-    """Split one batch of answers into predictions to store (the bytes read are the stored
-    image) and failures (path, reason)."""
-    ids = part["image_id"]
+_Ok = tuple[int, str, np.ndarray, float | None, str | None]
+
+
+def _check(db: Database, part: dict[str, list[Any]]) -> tuple[list[_Ok], list[tuple[str, str]]]:
+    """Split the batch's rows of stored images into predictions to store (the bytes read are
+    the stored image) and failures (path, reason)."""
+    rows = [k for k, i in enumerate(part["image_id"]) if i]
+    ids = [part["image_id"][k] for k in rows]
     marks = ",".join("?" * len(ids))
     stored = dict(db.execute(f"SELECT id, sha256 FROM images WHERE id IN ({marks})", ids).fetchall()
                   ) if ids else {}
-    ok: list[tuple[int, str, np.ndarray, float | None, str | None]] = []
+    ok: list[_Ok] = []
     failed: list[tuple[str, str]] = []
-    for image_id, path, sha, probs, error, ood, why in zip(
-            ids, part["path"], part["sha256"], part["probs"], part["error"], part["ood"],
-            part["unfamiliar"]):
+    for k in rows:
+        image_id, path, sha, probs, error = (part[c][k] for c in ("image_id", "path", "sha256",
+                                                                  "probs", "error"))
         if error is not None:
             failed.append((path, error))
         elif image_id not in stored:
@@ -178,30 +207,82 @@ def _check(db: Database, part: dict[str, list[Any]]) -> tuple[
                       f"{stored[image_id][:12]}… stored); not predicted — ingest it again")
             failed.append((path, reason))
         else:
-            ok.append((int(image_id), str(sha), np.asarray(probs, np.float32), ood, why))
+            ok.append((int(image_id), str(sha), np.asarray(probs, np.float32), part["ood"][k],
+                       part["unfamiliar"][k]))
     return ok, failed
+
+
+def _store_new(db: Database, model_id: int, part: dict[str, list[Any]], stamp: str) -> tuple[
+        list[_Ok], list[tuple[str, str]], int, int]:
+    """Store the batch's files not stored when planned, as ingest does: a new SHA-256 becomes
+    an image, every file read a ``files`` row; returns the predictions to store (one per image
+    that has none of this model), the failures, and the images added and files that were copies."""
+    rows = [k for k, i in enumerate(part["image_id"]) if not i]
+    read = [k for k in rows if part["image"][k] is not None]
+    shas = list({part["sha256"][k] for k in read})
+    known: dict[str, int] = {}
+    for j in range(0, len(shas), 500):
+        chunk = shas[j : j + 500]
+        known.update(db.execute(f"SELECT sha256, id FROM images WHERE sha256 IN "
+                                f"({','.join('?' * len(chunk))})", chunk).fetchall())
+    ids = list(known.values())
+    predicted = {int(r[0]) for r in db.execute(
+        f"SELECT image_id FROM predictions WHERE model_id = ? AND image_id IN ({','.join('?' * len(ids))})",
+        [model_id, *ids])} if ids else set()
+    ok: list[_Ok] = []
+    failed: list[tuple[str, str]] = []
+    file_rows: list[tuple[str, int, int, float, str]] = []
+    added = copies = 0
+    for k in rows:
+        path, sha, error = part["path"][k], part["sha256"][k], part["error"][k]
+        if part["image"][k] is None:
+            failed.append((path, error or "unreadable"))
+            continue
+        rec = json.loads(part["image"][k])
+        image_id = known.get(sha)
+        if image_id is None:
+            image_id = known[sha] = insert_images(db, [{**rec, "thumb": part["thumb"][k]}], stamp)[0]
+            added += 1
+        else:
+            copies += 1
+        file_rows.append((path, image_id, rec["size_bytes"], part["mtime"][k], stamp))
+        if error is not None:  # read, but the model's output was unusable: stored, reported
+            failed.append((path, error))
+        elif image_id not in predicted:
+            predicted.add(image_id)
+            ok.append((image_id, str(sha), np.asarray(part["probs"][k], np.float32), part["ood"][k],
+                       part["unfamiliar"][k]))
+    store_files(db, file_rows)
+    return ok, failed, added, copies
 
 
 def status(root: str | Path, db: Database | None = None) -> dict[str, Any]:
     """Where a work folder stands: shards and images planned, predicted (result files),
-    unreadable, and — with ``db`` — merged into that database."""
+    unreadable — by path and reason, with a file plan's files not taken — and, with ``db``,
+    merged into that database."""
     wd = WorkDir(root)
     m = wd.manifest()
     done = wd.done(m)
     k = len(m.class_names)
-    failed = 0
+    not_taken = wd.not_taken()
+    failed: list[tuple[str, str]] = []
     providers: set[str] = set()
     for s in done:
-        t = wd.read_result(s, k).select(["error", "provider"])
-        failed += len(t) - t.column("error").null_count
+        t = wd.read_result(s, k).select(["path", "error", "provider"])
+        bad = t.filter(pc.is_valid(t.column("error")))
+        failed += zip(bad.column("path").to_pylist(), bad.column("error").to_pylist())
         providers.update(str(p) for p in t.column("provider").unique().to_pylist())
     planned = [s for s, n in enumerate(m.shards) if n]
     out: dict[str, Any] = {
         "work_dir": str(wd.root), "work_id": m.work_id, "model": m.model_version,
-        "created_at": m.created_at, "shards": len(planned), "images": m.images,
+        "created_at": m.created_at, "source": m.source, "shards": len(planned), "images": m.images,
         "shards_predicted": len(done), "images_predicted": sum(m.shards[s] for s in done),
-        "unreadable": failed, "providers": sorted(providers),
+        "unreadable": len(failed), "providers": sorted(providers),
+        "failed": [{"path": p, "reason": r} for p, r in [*not_taken, *failed]],
     }
+    if m.source != "database":
+        out["files"] = {c: m.extra[c] for c in ("scanned", "new", "unchanged", "stored_to_predict",
+                                                "not_taken", "ignored") if c in m.extra}
     if db is not None:
         migrate(db)
         merged = merged_shards(db, m.work_id)
@@ -210,14 +291,25 @@ def status(root: str | Path, db: Database | None = None) -> dict[str, Any]:
     return out
 
 
-def status_text(st: dict[str, Any]) -> str:
+def status_text(st: dict[str, Any], *, show: int = 20) -> str:
+    """``status`` in lines; the first ``show`` failures by path and reason."""
     lines = [
         f"{st['work_dir']}: model {st['model']}, {st['images']:,} images in {st['shards']} shards",
+    ]
+    if "files" in st:
+        f = st["files"]
+        lines.append(f"  files:     {f.get('new', 0):,} not stored yet, {f.get('stored_to_predict', 0):,} "
+                     f"stored to predict, {f.get('unchanged', 0):,} stored unchanged, "
+                     f"{f.get('not_taken', 0):,} not taken")
+    lines.append(
         f"  predicted: {st['shards_predicted']}/{st['shards']} shards, "
         f"{st['images_predicted']:,} images ({st['unreadable']:,} unreadable)"
-        + (f" on {', '.join(st['providers'])}" if st["providers"] else ""),
-    ]
+        + (f" on {', '.join(st['providers'])}" if st["providers"] else ""))
     if "shards_merged" in st:
         lines.append(f"  merged:    {st['shards_merged']}/{st['shards']} shards, "
                      f"{st['images_merged']:,} images")
+    for f in st["failed"][:show]:
+        lines.append(f"  failed {f['path']}: {f['reason']}")
+    if len(st["failed"]) > show:
+        lines.append(f"  … and {len(st['failed']) - show:,} more (--json lists them all)")
     return "\n".join(lines)

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
-from core import archive, models
+from core import archive, intake, models, similarity
 from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
 from core.config import Settings
+from core.errors import SemTriageError
 
 
 @click.group("predict-archive")
@@ -38,6 +39,15 @@ def predict_archive() -> None:
               help="Files read at once per worker.")
 @click.option("--shard-size", type=click.IntRange(min=1), default=archive.DEFAULT_SHARD_SIZE,
               show_default=True, help="Images per shard (one result file each); only when planning.")
+@click.option("--folder", "folders", multiple=True,
+              type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Images not ingested yet: every image file under this folder (recursively, as "
+                   "`semtriage ingest` finds them); the workers also read metadata and thumbnails, "
+                   "`merge` stores them. Repeatable.")
+@click.option("--files", "file_list", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None,
+              help="Like --folder, from a text file: one image file or folder per line (# comments, "
+                   "blank lines skipped; relative paths from the list's folder); missing ones are reported.")
 @click.option("--redo", is_flag=True, help="Plan every image, not only those the model has not predicted.")
 @click.option("--ship-code", is_flag=True,
               help="Upload this semtriage `core` package to the Ray workers (nodes need only its dependencies).")
@@ -45,24 +55,38 @@ def predict_archive() -> None:
 @friendly
 def archive_run(db_path: Path, work_dir: Path, model_ref: str | None, engine: str, address: str | None,
         actors: int | None, cpus_per_actor: float, gpus_per_actor: float, threads: int,
-        shard_size: int, redo: bool, ship_code: bool, as_json: bool) -> None:
-    """Write the work list of the images the model has not predicted (or resume the one in
-    WORK_DIR) and predict every shard without a result file. Then run `merge` on the database
-    host. Killed at any point, run it again: finished shards are skipped."""
+        shard_size: int, folders: tuple[Path, ...], file_list: Path | None, redo: bool,
+        ship_code: bool, as_json: bool) -> None:
+    """Write the work list of the images the model has not predicted — or, with --folder /
+    --files, of the image files the database has not stored — (or resume the one in WORK_DIR)
+    and predict every shard without a result file. Then run `merge` on the database host.
+    Killed at any point, run it again: finished shards are skipped."""
     wd = archive.WorkDir(work_dir)
     fresh = False
-    if not wd.exists() or (model_ref and model_ref != wd.manifest().model_version):
+    paths: list[Path] | None = None
+    if folders or file_list:
+        paths = [*folders, *(intake.read_path_list(file_list) if file_list else [])]
+    if not wd.exists() or paths is not None or (model_ref and model_ref != wd.manifest().model_version):
         db = open_db(db_path)
         model = models.find_model(db, model_ref) if model_ref else models.active_model(db)
         if model is None:
             raise click.ClickException("No active model: run `semtriage model add MODEL.onnx` first")
         bar = Bar("Planning", not as_json)
-        _, fresh = archive.plan(db, work_dir, model, shard_size=shard_size, redo=redo, progress=bar)
+        _, fresh = archive.plan(db, work_dir, model, paths=paths, shard_size=shard_size, redo=redo,
+                                progress=bar)
         bar.close()
         db.close()
     m = wd.manifest()
     if not as_json:
-        click.echo(f"{'Planned' if fresh else 'Resuming'} {work_dir}: {m.images:,} images, "
+        if fresh:
+            for path, reason in wd.not_taken():
+                click.echo(f"  skipped {path}: {reason}", err=True)
+        found = ""
+        if m.source != "database":
+            found = (f" ({m.extra.get('new', 0):,} not stored yet, {m.extra.get('stored_to_predict', 0):,} "
+                     f"stored; {m.extra.get('unchanged', 0) - m.extra.get('stored_to_predict', 0):,} "
+                     f"stored and predicted, {m.extra.get('not_taken', 0):,} skipped)")
+        click.echo(f"{'Planned' if fresh else 'Resuming'} {work_dir}: {m.images:,} images{found}, "
                    f"{sum(1 for n in m.shards if n)} shards, model {m.model_version}", err=True)
     bar = Bar("Predicting", not as_json)
     rep = archive.run(
@@ -83,16 +107,25 @@ def archive_run(db_path: Path, work_dir: Path, model_ref: str | None, engine: st
 @friendly
 def archive_merge(work_dir: Path, db_path: Path, rows: int, as_json: bool) -> None:
     """Store the finished shards of WORK_DIR in the database: each image's SHA-256 checked,
+    the images of files not ingested yet stored as `semtriage ingest` stores them,
     predictions upserted in short transactions and routed, unreadable files recorded.
     Resumable; shards still running are merged by the next call."""
     db = open_db(db_path)
     bar = Bar("Merging", not as_json)
     rep = archive.merge(db, work_dir, rows=rows, progress=bar)
     bar.close()
+    embedded = None
+    if rep.added:  # new images get their neighbours at once, as after `semtriage ingest`
+        try:
+            emb = similarity.embed_new(db)
+            embedded = emb.embedded if emb is not None else None
+        except SemTriageError as e:
+            click.echo(f"  similarity view not updated: {e}", err=True)
     if not as_json:
         for path, reason in rep.failed:
             click.echo(f"  failed {path}: {reason}", err=True)
-    emit(as_json, rep.to_json(), rep.summary())
+    emit(as_json, {**rep.to_json(), "embedded": embedded},
+         rep.summary() + (f" Similarity view: {embedded} new images embedded." if embedded else ""))
     if rep.failed and not rep.predicted and rep.shards:
         sys.exit(1)
 

@@ -3,7 +3,8 @@ folders, ingest (hash, decode, thumbnail, predict, route, pipelined and resumabl
 prediction: :func:`predict_files` without a database, :func:`store_predictions` its one writer.
 """
 
-from core.intake.pipeline import IngestReport, ingest
+from core.intake.loading import IMAGE_COLUMNS, LoadedFile, image_record, load_file
+from core.intake.pipeline import IngestReport, ingest, insert_images, store_files, stored_files
 from core.intake.predict import (
     FilePrediction,
     PredictReport,
@@ -15,7 +16,14 @@ from core.intake.predict import (
     store_predictions,
 )
 from core.intake.received import discard_copies, ingest_upload, unfinished_uploads
-from core.intake.sources import check_allowed, find_images, folder_label, group_key
+from core.intake.sources import (
+    check_allowed,
+    find_images,
+    folder_label,
+    group_key,
+    read_path_list,
+    source_roots,
+)
 from core.intake.threads import ByteBudget, pipelined
 from core.intake.uploads import (
     CHUNK,
@@ -28,28 +36,37 @@ from core.intake.uploads import (
 
 __all__ = [
     "CHUNK",
+    "IMAGE_COLUMNS",
     "MAX_RATIO",
     "RESERVE_BYTES",
     "ZIP_SUFFIX",
     "ByteBudget",
     "FilePrediction",
     "IngestReport",
+    "LoadedFile",
     "PredictReport",
     "check_allowed",
     "discard_copies",
     "find_images",
     "folder_label",
     "group_key",
+    "image_record",
     "ingest",
     "ingest_upload",
+    "insert_images",
+    "load_file",
     "pending_count",
     "pipelined",
     "predict_files",
     "predict_pending",
     "random_key",
+    "read_path_list",
     "record_failures",
     "remove_empty_folders",
     "save_uploads",
+    "source_roots",
+    "store_files",
     "store_predictions",
+    "stored_files",
     "unfinished_uploads",
 ]

@@ -12,7 +12,6 @@ CPU the model is not what waits (see bench/ingest_predict.py).
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,10 +23,9 @@ from sqlite_utils import Database
 
 from core.access import User, require_admin
 from core.config import NFFA_CLASSES, Settings
-from core.files import sha256_file
-from core.images import WORK_SIDE, SemImage, decode_bytes, read_image, thumbnail_jpeg
+from core.intake.loading import IMAGE_COLUMNS, LoadedFile, image_record, load_file
 from core.intake.predict import _reason, record_failures, store_predictions
-from core.intake.sources import find_images, folder_label, group_key
+from core.intake.sources import find_images, folder_label, group_key, source_roots
 from core.intake.threads import ByteBudget, _timer, pipelined
 from core.models import NON_FINITE_REASON, Classifier, finite_rows
 from core.progress import Progress, counted
@@ -96,39 +94,6 @@ class IngestReport:
         return d
 
 
-@dataclass
-class _Loaded:
-    path: Path
-    size: int
-    mtime: float
-    sha: str
-    img: SemImage | None
-    thumb: bytes | None
-    x: np.ndarray | None
-    t: dict[str, float]
-
-
-def _load(path: Path, clf: Classifier | None, settings: Settings, budget: ByteBudget) -> _Loaded:
-    """Hash, decode, thumbnail and model input of one file. The decoded frame exists only
-    inside the budget's hold: what is kept for the batch is the thumbnail, the model input and
-    the description (``SemImage.without_pixels``), a few hundred KB whatever the image size."""
-    t: dict[str, float] = {}
-    t0 = time.perf_counter()
-    st = path.stat()
-    sha = sha256_file(path)
-    t0 = _timer(t, "hash", t0)
-    with budget.hold(decode_bytes(path, WORK_SIDE)):
-        img = read_image(path, max_pixels=settings.max_pixels, max_side=WORK_SIDE)
-        t0 = _timer(t, "decode", t0)
-        scan = img.scan
-        thumb = thumbnail_jpeg(scan, settings.thumb_px)
-        x = clf.prepare(scan) if clf is not None else None
-        del scan
-        img = img.without_pixels()
-    _timer(t, "preprocess", t0)
-    return _Loaded(path, st.st_size, st.st_mtime, sha, img, thumb, x, t)
-
-
 def ingest(
     db: Database,
     paths: Iterable[str | Path],
@@ -160,8 +125,7 @@ def ingest(
     rep = IngestReport()
     t_start = time.perf_counter()
     paths = list(paths)
-    roots = sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
-                   key=lambda r: -len(r.parts))
+    roots = source_roots(paths)
     files, rep.ignored, pre_failed = find_images(paths, allowed_roots)
     rep.failed += pre_failed
     rep.scanned = len(files) + len(pre_failed)
@@ -169,37 +133,18 @@ def ingest(
     timings = rep.timings
     total = len(files)
 
-    # What is already stored unchanged (same path, size, mtime)?
-    stored: dict[str, tuple[int, float, int]] = {}
-    for i in range(0, total, 500):
-        chunk = [str(f) for f in files[i : i + 500]]
-        marks = ",".join("?" * len(chunk))
-        for path, size, mtime, image_id in db.execute(
-            f"SELECT path, size_bytes, mtime, image_id FROM files WHERE path IN ({marks})", chunk
-        ):
-            stored[path] = (size, mtime, image_id)
-    todo: list[Path] = []
+    todo, unchanged = stored_files(db, files)
+    rep.unchanged = len(unchanged)
     labels: list[tuple[int, str]] = []
-    for f in files:
-        s = stored.get(str(f))
-        if s is not None:
-            try:
-                st = f.stat()
-            except OSError:
-                st = None
-            if st is not None and st.st_size == s[0] and abs(st.st_mtime - s[1]) < 1e-6:
-                rep.unchanged += 1
-                if labels_from_folders:
-                    labels.append((s[2], folder_label(f, known)))
-                continue
-        todo.append(f)
+    if labels_from_folders:
+        labels += [(image_id, folder_label(f, known)) for f, image_id in unchanged]
     done = rep.unchanged
     counted(progress, done, total, f"{rep.unchanged} already stored")
 
-    batch: list[_Loaded] = []
-    dups: list[tuple[_Loaded, int]] = []
+    batch: list[LoadedFile] = []
+    dups: list[tuple[LoadedFile, int]] = []
     failed: list[tuple[str, str]] = []
-    pending_sha: dict[str, _Loaded] = {}
+    pending_sha: dict[str, LoadedFile] = {}
 
     def flush() -> None:
         nonlocal batch, dups, failed, labels
@@ -227,36 +172,14 @@ def ingest(
                 probs = probs[fresh]
                 ood = ood[fresh] if ood is not None else None
                 unfamiliar = [u for u, f in zip(unfamiliar, fresh) if f]
-            ids: list[tuple[int, str]] = []
-            for b in batch:
-                img = b.img
-                assert img is not None
-                cur = db.execute(
-                    "INSERT INTO images(sha256, path, name, size_bytes, width, height, bit_depth, "
-                    "raw_dtype, pages, instrument, pixel_size_m, pixel_size_source, databar_px, "
-                    "databar_source, metadata, warnings, thumb, group_key, added_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        b.sha, str(b.path), b.path.name, b.size, img.width, img.height,
-                        img.bit_depth, img.raw_dtype, img.pages, img.instrument, img.pixel_size_m,
-                        img.pixel_size_source, img.databar_px, img.databar_source,
-                        json.dumps(img.metadata, default=str), json.dumps(img.warnings),
-                        b.thumb, group_key(b.path, roots, labels_from_folders), stamp,
-                    ],
-                )
-                assert cur.lastrowid is not None
-                ids.append((cur.lastrowid, b.sha))
+            keys = [group_key(b.path, roots, labels_from_folders) for b in batch]
+            new_ids = insert_images(db, [image_record(b, k) for b, k in zip(batch, keys)], stamp)
+            ids = [(i, b.sha) for i, b in zip(new_ids, batch)]
             by_sha = {sha: i for i, sha in ids}
             file_rows = [(str(b.path), i, b.size, b.mtime, stamp) for b, (i, _) in zip(batch, ids)]
             dup_ids = [known_id or by_sha.get(d.sha) or _image_id(db, d.sha) or 0 for d, known_id in dups]
             file_rows += [(str(d.path), i, d.size, d.mtime, stamp) for (d, _), i in zip(dups, dup_ids)]
-            db.conn.executemany(
-                "INSERT INTO files(path, image_id, size_bytes, mtime, seen_at) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT(path) DO UPDATE SET image_id = excluded.image_id, "
-                "size_bytes = excluded.size_bytes, mtime = excluded.mtime, seen_at = excluded.seen_at",
-                file_rows,
-            )
-            db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in file_rows])
+            store_files(db, file_rows)
             if probs is not None and classifier is not None and model_id is not None:
                 ok = finite_rows(probs)
                 failed += [(str(b.path), NON_FINITE_REASON) for b, good in zip(batch, ok) if not good]
@@ -290,8 +213,9 @@ def ingest(
 
     budget = ByteBudget(settings.decode_mb * 2**20)
 
-    def load(p: Path) -> _Loaded:
-        return _load(p, classifier, settings, budget)
+    def load(p: Path) -> LoadedFile:
+        return load_file(p, classifier, max_pixels=settings.max_pixels, thumb_px=settings.thumb_px,
+                         budget=budget)
 
     batch_size = min(settings.batch_size, classifier.info.max_batch) if classifier else settings.batch_size
     for path, res in pipelined(todo, load, workers, depth=max(2, batch_size * 2)):
@@ -320,6 +244,60 @@ def ingest(
         _timer(timings, "database", t0)
     timings["total"] = time.perf_counter() - t_start
     return rep
+
+
+def stored_files(db: Database, files: Sequence[Path]) -> tuple[list[Path], list[tuple[Path, int]]]:
+    """Split ``files`` into those to read and those stored unchanged (the same path, size and
+    modification time in ``files``), the latter with their image id; order kept."""
+    stored: dict[str, tuple[int, float, int]] = {}
+    for i in range(0, len(files), 500):
+        chunk = [str(f) for f in files[i : i + 500]]
+        marks = ",".join("?" * len(chunk))
+        for path, size, mtime, image_id in db.execute(
+            f"SELECT path, size_bytes, mtime, image_id FROM files WHERE path IN ({marks})", chunk
+        ):
+            stored[path] = (size, mtime, image_id)
+    todo: list[Path] = []
+    unchanged: list[tuple[Path, int]] = []
+    for f in files:
+        s = stored.get(str(f))
+        if s is not None:
+            try:
+                st = f.stat()
+            except OSError:
+                st = None
+            if st is not None and st.st_size == s[0] and abs(st.st_mtime - s[1]) < 1e-6:
+                unchanged.append((f, s[2]))
+                continue
+        todo.append(f)
+    return todo, unchanged
+
+
+_INSERT_IMAGE = (f"INSERT INTO images({', '.join(IMAGE_COLUMNS)}, added_at) "
+                 f"VALUES ({', '.join('?' * (len(IMAGE_COLUMNS) + 1))})")
+
+
+def insert_images(db: Database, records: Sequence[dict[str, Any]], stamp: str) -> list[int]:
+    """Insert the ``images`` rows ``records`` (:func:`core.intake.image_record`), added at
+    ``stamp``; returns their ids in order. Inside the caller's transaction."""
+    ids = []
+    for r in records:
+        cur = db.execute(_INSERT_IMAGE, [*(r[c] for c in IMAGE_COLUMNS), stamp])
+        assert cur.lastrowid is not None
+        ids.append(int(cur.lastrowid))
+    return ids
+
+
+def store_files(db: Database, rows: Sequence[tuple[str, int, int, float, str]]) -> None:
+    """Remember files (path, image id, size, mtime, seen at) — a path seen again points at its
+    new image — and forget their earlier read failures. Inside the caller's transaction."""
+    db.conn.executemany(
+        "INSERT INTO files(path, image_id, size_bytes, mtime, seen_at) VALUES (?, ?, ?, ?, ?) "
+        "ON CONFLICT(path) DO UPDATE SET image_id = excluded.image_id, "
+        "size_bytes = excluded.size_bytes, mtime = excluded.mtime, seen_at = excluded.seen_at",
+        rows,
+    )
+    db.conn.executemany("DELETE FROM ingest_errors WHERE path = ?", [(r[0],) for r in rows])
 
 
 def _image_id(db: Database, sha: str) -> int | None:

@@ -21,6 +21,7 @@ from core.config import Settings
 from core.errors import ImageReadError
 from core.files import sha256_file
 from core.images import WORK_SIDE, decode_bytes, read_image
+from core.intake.loading import LoadedFile, load_file
 from core.intake.threads import ByteBudget, _timer, pipelined
 from core.models import NON_FINITE_REASON, Classifier, NonFiniteOutput, active_model, entropy
 from core.progress import Progress, counted
@@ -58,7 +59,10 @@ class FilePrediction:
     error: str | None = None
     ood: float | None = None  # unfamiliarity (≥ 1: unlike the model's training images)
     unfamiliar: str | None = None  # why the image counts as unfamiliar, or None
-    sha256: str | None = None  # of the bytes read, with ``hash_files``
+    sha256: str | None = None  # of the bytes read, with ``hash_files`` (always with ``thumb_px``)
+    # with ``thumb_px``: the file as ingest reads it (description, thumbnail; no model input),
+    # kept also when the model's output was not finite (ingest stores such an image)
+    file: LoadedFile | None = None
 
 
 def predict_files(
@@ -71,6 +75,7 @@ def predict_files(
     timings: dict[str, float] | None = None,
     decode_bytes_limit: int = 512 * 2**20,
     hash_files: bool = False,
+    thumb_px: int | None = None,
 ) -> Iterator[FilePrediction]:
     """Read every file of ``paths`` (in ``workers`` threads), prepare it for ``classifier`` and
     run the model in batches of ``batch_size``: one :class:`FilePrediction` per path, in input
@@ -80,12 +85,21 @@ def predict_files(
     At most ``decode_bytes_limit`` bytes of decoded frames exist at once (a larger image is
     decoded alone); only the model inputs wait for their batch.
     ``hash_files``: also the SHA-256 of each file (``FilePrediction.sha256``), so that a caller
-    holding the hash stored at ingest can tell a file that changed since (an archive merge)."""
+    holding the hash stored at ingest can tell a file that changed since (an archive merge).
+    ``thumb_px``: read every file as ingest does (:func:`core.intake.load_file`: hashed,
+    thumbnails of this size) and answer it in ``FilePrediction.file`` — an archive worker
+    ingesting files the database has not stored; the reasons are then ingest's."""
     times = timings if timings is not None else {}
     budget = ByteBudget(decode_bytes_limit)
 
     def load(path: str | Path) -> tuple[np.ndarray, tuple[float | None, str | None],
-                                        dict[str, float], str | None]:
+                                        dict[str, float], str | None, LoadedFile | None]:
+        if thumb_px is not None:
+            f = load_file(Path(path), classifier, max_pixels=max_pixels, thumb_px=thumb_px,
+                          budget=budget)
+            x, f.x = f.x, None  # the input waits for its batch; the answer keeps the rest
+            assert x is not None and f.img is not None
+            return x, (f.img.pixel_size_m, f.img.instrument), f.t, f.sha, f
         t: dict[str, float] = {}
         t0 = time.perf_counter()
         with budget.hold(decode_bytes(path, WORK_SIDE)):
@@ -100,7 +114,7 @@ def predict_files(
             where = (img.pixel_size_m, img.instrument)
             del img  # the frame goes before the next decode may start
         _timer(t, "preprocess", t0)
-        return x, where, t, sha
+        return x, where, t, sha, None
 
     pending: list[FilePrediction] = []
     xs: list[np.ndarray] = []
@@ -133,10 +147,10 @@ def predict_files(
             pending.append(FilePrediction(str(path), error=_reason(res)))
             n_failed += 1
         else:
-            x, c, t, sha = res
+            x, c, t, sha, f = res
             for k, v in t.items():
                 times[k] = times.get(k, 0.0) + v
-            pending.append(FilePrediction(str(path), sha256=sha))
+            pending.append(FilePrediction(str(path), sha256=sha, file=f))
             xs.append(x)
             ctx.append(c)
         if len(xs) >= batch_size or n_failed >= 256:

@@ -9,7 +9,7 @@ import stat
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from core.errors import PathNotAllowed
+from core.errors import InvalidValue, PathNotAllowed
 from core.files import IMAGE_SUFFIXES
 
 
@@ -98,6 +98,32 @@ def find_images(paths: Iterable[str | Path], roots: Sequence[str | Path] | None 
     seen: set[Path] = set()
     unique = [f for f in files if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
     return unique, ignored, failed
+
+
+def read_path_list(list_file: str | Path) -> list[Path]:
+    """The paths of a file list: one file or folder per line (UTF-8); blank lines and lines
+    starting with ``#`` are skipped, surrounding spaces dropped, and a relative path is taken
+    relative to the list's own folder. Whether each exists is :func:`find_images`' to say."""
+    p = Path(list_file).expanduser()
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InvalidValue(f"Cannot read the file list {str(list_file)!r}: {e}. "
+                           "Expected a UTF-8 text file, one path per line") from None
+    out = []
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            q = Path(line).expanduser()
+            out.append(q if q.is_absolute() else p.parent / q)
+    return out
+
+
+def source_roots(paths: Iterable[str | Path]) -> list[Path]:
+    """The folders among ``paths``, resolved, deepest first: what :func:`group_key` measures an
+    image's place from."""
+    return sorted((Path(p).expanduser().resolve() for p in paths if Path(p).is_dir()),
+                  key=lambda r: -len(r.parts))
 
 
 def group_key(path: Path, roots: Sequence[Path], labels_from_folders: bool = False) -> str | None:

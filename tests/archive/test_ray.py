@@ -1,5 +1,6 @@
 """predict-archive on a real local Ray cluster (one per test session, 2 CPUs, a pool of one
-actor): the same predictions as the local engine and as `semtriage predict`, unreadable files
+actor): the same predictions as the local engine and as `semtriage predict`, a folder not
+ingested read and stored as by the local engine and `semtriage ingest`, unreadable files
 answered per image, and a driver that joined the cluster by its address killed mid-run and
 started again. Skipped, with the reason, where the ray extra is not installed."""
 
@@ -12,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from core.archive import RayOptions, WorkDir, merge, plan, run, status
@@ -19,7 +21,9 @@ from core.config import Settings
 from core.errors import DependencyMissing
 from core.intake import ingest
 from core.store import integrity_ok, open_db
+from tests.archive.conftest import write_archive_folder
 from tests.archive.test_archive import big_tiffs, killed_then_finished, reference, same, stored
+from tests.archive.test_files import assert_same, ingest_reference, new_db, planned, snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +55,41 @@ def test_ray_engine_predicts_what_the_local_engine_predicts(ray_cluster, archive
     assert got.predicted == 8 and [p for p, _ in got.failed] == [str(files[4])]
     db.close()
     same(stored(db_path, model["id"]), want)
+
+
+def test_ray_engine_ingests_a_folder_as_the_local_engine_does(ray_cluster, tmp_path):
+    folder = tmp_path / "archive"
+    files = write_archive_folder(folder)
+    n = 11 + ("fei" in files)
+    want = ingest_reference(tmp_path / "ref.db", [folder])
+    db_path = tmp_path / "lab.db"
+    model = new_db(db_path)
+    for name in ("ray", "local"):
+        planned(db_path, tmp_path / name, [folder], shard_size=4)
+    rep = run(tmp_path / "ray", engine="ray", ray_options=RayOptions())
+    assert (rep.engine, rep.images, rep.failed, rep.providers) == ("ray", n, 1, ["CPUExecutionProvider"])
+    assert run(tmp_path / "local").images == n
+    k = len(model["class_names"])
+    shards = len(WorkDir(tmp_path / "ray").manifest().shards)
+    read = 0
+    for s in range(shards):
+        a = WorkDir(tmp_path / "ray").read_result(s, k).drop(["provider"]).to_pylist()
+        b = WorkDir(tmp_path / "local").read_result(s, k).drop(["provider"]).to_pylist()
+        assert [r["path"] for r in a] == [r["path"] for r in b]
+        for ra, rb in zip(a, b):
+            exact = ("image_id", "sha256", "error", "unfamiliar", "image", "thumb", "mtime")
+            assert {c: ra[c] for c in exact} == {c: rb[c] for c in exact}, ra["path"]
+            assert (ra["probs"] is None) == (rb["probs"] is None)
+            if ra["probs"] is not None:
+                np.testing.assert_allclose(ra["probs"], rb["probs"], atol=1e-5)
+                assert abs(ra["ood"] - rb["ood"]) < 1e-4
+            read += ra["image"] is not None
+    assert read == n - 1, "every readable file answered with its image row"
+    db = open_db(db_path)
+    got = merge(db, tmp_path / "ray", rows=3)
+    assert (got.added, got.duplicates, len(got.failed)) == (n - 2, 1, 1)
+    db.close()
+    assert_same(snapshot(db_path), want)
 
 
 def test_ray_driver_killed_mid_run_then_run_again(ray_cluster, archive_db, tmp_path):
