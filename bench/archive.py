@@ -16,10 +16,10 @@ merge rate into SQLite (with the latency of small writes made meanwhile).
    plan, local run (the worker hashes, reads metadata, makes thumbnails, predicts), merge
    (images, files, predictions stored): seconds and images/s of each step.
 3. Merge at scale: a database of ``--merge-images`` image rows (hashes made up, no files)
-   and result shards written as a run would write them (random probabilities), merged with
-   the default 500 rows per transaction, while a second thread makes a small write (one
-   settings row, its own connection) every 20 ms: predictions/s, the longest merge
-   transaction, and p50 / p99 / max of the small writes.
+   and result shards written as a run would write them (random probabilities), merged in
+   transactions as merge sizes them (about 30 ms of the lock each), while a second thread
+   makes a small write (one settings row, its own connection) every 20 ms: predictions/s, the
+   longest merge transaction, and p50 / p99 / max of the small writes.
 
 Prints numbers; asserts nothing.
 """

@@ -2,7 +2,8 @@
 record. Each image's answer is kept only when the SHA-256 of the bytes the worker read is the
 one stored for that image (a file changed or replaced since it was ingested is reported, not
 predicted); predictions are upserted (one per image and model, whatever ran twice) in short
-transactions of ``rows`` images that yield to other writers between them, so reviewers keep
+transactions (about 30 ms of the write lock each: ``core.store.Pacer``) that yield to
+people's writes between them, so reviewers keep
 labelling while a million predictions arrive; a shard is marked merged in the transaction of
 its last rows (table ``archive_shards``), so a killed merge resumes at the first unmerged
 shard. The unreadable files land in ``ingest_errors`` by path and reason, as ingest's do.
@@ -31,7 +32,7 @@ from core.intake import insert_images, record_failures, store_files, store_predi
 from core.models import active_model
 from core.progress import Progress, counted
 from core.review import sync_auto_labels
-from core.store import migrate, migration_set, now_iso, write_tx
+from core.store import Pacer, migrate, migration_set, now_iso, write_tx
 
 archive_migrations = migration_set("semtriage.archive")
 
@@ -109,12 +110,14 @@ def merge(
     db: Database,
     root: str | Path,
     *,
-    rows: int = MERGE_ROWS,
+    rows: int | None = None,
     progress: Progress | None = None,
 ) -> MergeReport:
     """Merge every finished, not yet merged shard of the work folder ``root`` into ``db`` (see
     the module doc). Safe to run while workers are still busy (what is not finished waits for
-    the next merge) and to run again after a kill."""
+    the next merge) and to run again after a kill. ``rows``: images per write transaction;
+    by default sized as it goes (from MERGE_ROWS) so each holds the lock about
+    ``core.store.BULK_HOLD_S``."""
     wd = WorkDir(root)
     m = wd.manifest()
     migrate(db)  # archive_shards, on a database opened before this package was imported
@@ -129,6 +132,7 @@ def merge(
     rep.waiting = sum(1 for s, n in enumerate(m.shards) if n and s not in before and s not in todo)
     total = sum(m.shards[s] for s in todo)
     done = 0
+    pacer = Pacer(rows, least=rows, most=rows) if rows else Pacer(MERGE_ROWS)  # rows: fixed
     if m.source != "database" and not db.execute(
             "SELECT 1 FROM archive_shards WHERE work_id = ? AND shard = ?",
             [m.work_id, NOT_TAKEN_SHARD]).fetchone():
@@ -142,11 +146,13 @@ def merge(
         table = wd.read_result(s, len(names))
         n = len(table)
         n_pred = n_fail = 0
-        for i in range(0, max(n, 1), rows):
-            part = table.slice(i, rows).to_pydict()
-            last = i + rows >= n
-            t0 = time.perf_counter()
-            with write_tx(db, "merging archive predictions", bulk=True):
+        i = 0
+        while i == 0 or i < n:
+            size = pacer.size
+            part = table.slice(i, size).to_pydict()
+            i += size
+            last = i >= n
+            with write_tx(db, "merging archive predictions", pacer=pacer):
                 stamp = now_iso()
                 ok, failed = _check(db, part)
                 new_ok, new_failed, added, copies = _store_new(db, model_id, part, stamp)
@@ -164,15 +170,13 @@ def merge(
                         "INSERT INTO archive_shards(work_id, shard, model_id, predicted, failed, "
                         "merged_at) VALUES (?, ?, ?, ?, ?, ?)",
                         [m.work_id, s, model_id, n_pred, n_fail, stamp])
-            held = time.perf_counter() - t0
-            rep.longest_tx_s = max(rep.longest_tx_s, held)
+            rep.longest_tx_s = max(rep.longest_tx_s, pacer.held[-1])  # BEGIN to COMMIT
             rep.predicted += len(ok)
             rep.added += added
             rep.duplicates += copies
             rep.failed += failed
             done += len(part["row"])
             counted(progress, done, total, f"shard {s}")
-            time.sleep(min(held, 0.05))  # a window for the writers queued behind this batch
         rep.shards += 1
     if rep.shards:
         active = active_model(db)

@@ -101,11 +101,12 @@ def archive_run(db_path: Path, work_dir: Path, model_ref: str | None, engine: st
 @predict_archive.command("merge")
 @click.argument("work_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @db_option
-@click.option("--rows", type=click.IntRange(min=1), default=archive.MERGE_ROWS, show_default=True,
-              help="Images per write transaction (short ones keep reviewers fast).")
+@click.option("--rows", type=click.IntRange(min=1), default=None,
+              help="Images per write transaction (default: sized as it goes so that each holds "
+                   "the write lock about 30 ms, which keeps reviewers fast).")
 @json_option
 @friendly
-def archive_merge(work_dir: Path, db_path: Path, rows: int, as_json: bool) -> None:
+def archive_merge(work_dir: Path, db_path: Path, rows: int | None, as_json: bool) -> None:
     """Store the finished shards of WORK_DIR in the database: each image's SHA-256 checked,
     the images of files not ingested yet stored as `semtriage ingest` stores them,
     predictions upserted in short transactions and routed, unreadable files recorded.
