@@ -164,8 +164,12 @@ with st.expander("Pixel size", expanded=not row["pixel_size_m"]):
                 args=([image_id], nm, "typed"))
     c[2].button("Set for its folder", key="pt_set_folder", on_click=uip.set_scale,
                 args=(P.folder_images(db, image_id), nm, "typed"))
+    if mode != "scale":
+        st.caption("Or measure it on the image: pick the two-click scale-bar mode above, "
+                   "then click both ends of the scale bar.")
+if mode == "scale":  # outside the expander: shown whether or not it is open
     pts = ss.get(PK.scale_pts, [])
-    if mode == "scale":
+    with st.container(border=True):
         if len(pts) == 2:
             length = st.number_input("Scale bar length (nm)", min_value=0.0, value=1000.0, key="pt_bar_nm")
             ps = P.scale_bar_pixel_size(*pts[0], *pts[1], length) if length > 0 else None

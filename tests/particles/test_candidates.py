@@ -13,6 +13,7 @@ from core import training
 from core.access import User
 from core.errors import Forbidden, StoreError
 from core.models import card_path, write_card
+from core.training.particle_net import _new_version
 
 METRICS = {"held_out_images": [1], "candidate": {"f1": 0.5}, "active_at_training": {"f1": 0.4}}
 ANN = User("ann", admin=False)
@@ -47,7 +48,7 @@ def test_the_active_detector_and_one_with_particles_are_kept(ingested):
     db = ingested
     P.ensure_defaults(db)
     with pytest.raises(StoreError, match="is the active one"):
-        P.discard_detector(db, "particles-default-v2")
+        P.discard_detector(db, "particles-default-v3")
     P.detect_images(db, [1], method="classical")
     with pytest.raises(StoreError, match=r"classical-default' made \d+ stored particles"):
         P.discard_detector(db, "classical-default")
@@ -58,7 +59,7 @@ def test_promote_is_for_administrators_when_the_app_asks(db):
     P.register_detector(db, version="cand-x", metrics=METRICS)
     with pytest.raises(Forbidden, match="may not change the active particle detector"):
         P.promote_detector(db, "cand-x", by=ANN)
-    assert P.active_detector(db)["version"] == "particles-default-v2"
+    assert P.active_detector(db)["version"] == "particles-default-v3"
     assert P.promote_detector(db, "cand-x", by=User("root", admin=True))["active"]
     assert P.detector_candidates(db) == []  # the active one is no candidate
 
@@ -67,3 +68,11 @@ def test_retraining_refuses_a_non_administrator_before_anything(db, tmp_path):
     with pytest.raises(Forbidden, match="may not train a particle detector"):
         training.retrain_particles(db, tmp_path / "m", by=ANN)
     assert not (tmp_path / "m").exists()
+
+
+def test_a_candidate_trained_in_the_same_second_gets_its_own_name(db, tmp_path):
+    P.ensure_defaults(db)
+    P.register_detector(db, path=candidate_file(tmp_path, "particles-ft-20261204-101500"))
+    (tmp_path / "particles-ft-20261204-101500-2.onnx").write_bytes(b"")  # a file left there
+    assert _new_version(db, tmp_path, "particles-ft-20261204-101500") == "particles-ft-20261204-101500-3"
+    assert _new_version(db, tmp_path, "particles-ft-20261204-101501") == "particles-ft-20261204-101501"

@@ -44,8 +44,8 @@ def test_detector_list_promote_and_errors(tmp_path):
     r = run("particles", "detector", "list", "--db", db, "--json")
     assert r.exit_code == 0, r.output
     ds = json.loads(r.output)
-    assert {d["version"] for d in ds} == {"classical-default", "particles-default-v2"}
-    assert [d["version"] for d in ds if d["active"]] == ["particles-default-v2"]
+    assert {d["version"] for d in ds} == {"classical-default", "particles-default-v3"}
+    assert [d["version"] for d in ds if d["active"]] == ["particles-default-v3"]
     r = run("particles", "detector", "promote", "classical-default", "--db", db)
     assert r.exit_code == 0 and "active" in r.output
     r = run("particles", "detector", "promote", "nope", "--db", db)
@@ -85,10 +85,10 @@ def test_train_from_db_registers_an_inactive_candidate(tmp_path, particle_folder
     r = run("particles", "detector", "compare", res["version"], "--db", db, "--json")
     assert r.exit_code == 0, r.output
     cmp_ = json.loads(r.output)
-    assert cmp_["held_out"] and cmp_["active"] == "particles-default-v2"
+    assert cmp_["held_out"] and cmp_["active"] == "particles-default-v3"
     r = run("particles", "detector", "list", "--db", db, "--json")
     act = [d["version"] for d in json.loads(r.output) if d["active"]]
-    assert act == ["particles-default-v2"]
+    assert act == ["particles-default-v3"]
     assert run("particles", "detector", "promote", res["version"], "--db", db).exit_code == 0
 
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import threading
 import time
+
+import pytest
 
 from core.store import db as store_db
 from core.store import open_db, write_tx
@@ -106,11 +109,8 @@ def test_write_tx_tells_the_pacer_how_long_each_commit_held_the_lock(tmp_path):
         with write_tx(db, pacer=pacer):
             db.conn.executemany("INSERT INTO log VALUES (?)", [(str(i),) for i in range(lo, hi)])
         batches += 1
-    try:
-        with write_tx(db, pacer=pacer):
-            db.execute("INSERT INTO nowhere VALUES (1)")
-    except Exception:
-        pass
+    with pytest.raises(sqlite3.OperationalError, match="no such table"), write_tx(db, pacer=pacer):
+        db.execute("INSERT INTO nowhere VALUES (1)")
     assert len(pacer.held) == batches  # one per commit; a rolled-back one does not count
     assert all(h > 0 for h in pacer.held)
     assert db.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 300

@@ -220,13 +220,18 @@ def test_zoomed_clicks_select_add_and_pick_scale_points(server):
         page.get_by_text("Scale bar (2 clicks)").click()
         settle(page)
         a, b = (panned[1] + 10, panned[3] + 20), (panned[1] + 60, panned[3] + 20)
-        # the pixel-size expander stays closed (the file has a pixel size): its text is read
-        # from the page without opening it
-        page.get_by_text("Click both ends of the scale bar (0/2).").wait_for(state="attached", timeout=20_000)
+        # the file has a pixel size, so its expander is closed: the scale-bar steps show anyway
+        page.get_by_text("Click both ends of the scale bar (0/2).").wait_for(timeout=20_000)
         click_at(*a, panned)
-        page.get_by_text("Click both ends of the scale bar (1/2).").wait_for(state="attached", timeout=20_000)
+        page.get_by_text("Click both ends of the scale bar (1/2).").wait_for(timeout=20_000)
         click_at(*b, panned)
         use = page.get_by_text(re.compile(r"^Use [\d.]+ nm.px for this image"))
-        use.wait_for(state="attached", timeout=20_000)
+        use.wait_for(timeout=20_000)
         nm = float(re.search(r"Use ([\d.]+) nm/px", use.text_content()).group(1))
         assert nm == pytest.approx(1000 / 50, rel=0.01), "1000 nm over 50 image pixels"
+        use.click()
+
+        def stored_nm() -> float:
+            return 1e9 * (P.pixel_size(open_db(db_path), 1)[0] or 0)
+        assert wait_for(lambda: stored_nm() == pytest.approx(nm, rel=1e-3)), stored_nm()
+        assert "scale bar" in P.pixel_size(open_db(db_path), 1)[1]

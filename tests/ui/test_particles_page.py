@@ -235,7 +235,7 @@ def test_cancel_registers_nothing(pdb):
 METRICS = {"held_out_images": [2],
            "candidate": {"f1": 0.8, "precision": 0.9, "recall": 0.7, "d50_rel_err": 0.05,
                          "merges": 1, "splits": 0},
-           "active_at_training": {"version": "particles-default-v2", "f1": 0.6, "precision": 0.7,
+           "active_at_training": {"version": "particles-default-v3", "f1": 0.6, "precision": 0.7,
                                   "recall": 0.5, "d50_rel_err": -0.1, "merges": 3, "splits": 2}}
 
 
