@@ -197,7 +197,7 @@ def train_particles(pairs: list[tuple[np.ndarray, np.ndarray]], *, seconds: floa
     tgts = [np.concatenate([targets(lab), _contact_weights(lab)[None]]) for _, lab in pairs]
     pairs = [(normalise(img), lab) for img, lab in pairs]  # the whole image, as at inference
     model = init if init is not None else ParticleUNet(widths)
-    model = model.to(memory_format=torch.channels_last)
+    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in the stubs
     model.train()
     bf16 = _bf16_fast()
     training_data = {**(training_data or {}), "precision": "bfloat16 autocast" if bf16 else "float32"}
