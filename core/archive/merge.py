@@ -170,7 +170,7 @@ def merge(
                         "INSERT INTO archive_shards(work_id, shard, model_id, predicted, failed, "
                         "merged_at) VALUES (?, ?, ?, ?, ?, ?)",
                         [m.work_id, s, model_id, n_pred, n_fail, stamp])
-            rep.longest_tx_s = max(rep.longest_tx_s, pacer.held[-1])  # BEGIN to COMMIT
+            rep.longest_tx_s = max([rep.longest_tx_s, *pacer.held[-1:]])  # BEGIN to COMMIT
             rep.predicted += len(ok)
             rep.added += added
             rep.duplicates += copies
