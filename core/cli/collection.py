@@ -43,7 +43,8 @@ def init(db_path: Path, model_path: Path | None, as_json: bool) -> None:
 @friendly
 def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no_predict: bool,
            workers: int, as_json: bool) -> None:
-    """Ingest image files and folders (recursively) and predict them with the active model.
+    """Ingest image files and folders (recursively) and predict them with the active model
+    (on a database with no model yet, the shipped default model, registered as by `init`).
 
     Resumable: run it again after an interruption and it finishes the rest. Exit code 1 only
     when nothing could be ingested.
@@ -51,6 +52,13 @@ def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no
     db = open_db(db_path)
     settings = Settings.from_env()
     model = None if no_predict else models.active_model(db)
+    registered = None
+    if model is None and not no_predict and not models.list_models(db) and DEFAULT_MODEL.is_file():
+        # a fresh database: predict with the shipped default model, as `semtriage init` sets up
+        model = registered = workflows.use_default_model(db)
+        if not as_json:
+            click.echo(f"No model registered yet: using the shipped default model {model['version']} "
+                       "(as `semtriage init` does; `semtriage model add` for your own).", err=True)
     clf = models.load_active(db) if model is not None else None
     bar = Bar("Ingesting", not as_json)
     rep = intake.ingest(db, paths, classifier=clf, model_id=model["id"] if model else None,
@@ -71,7 +79,8 @@ def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no
     for path, reason in rep.failed:
         if not as_json:
             click.echo(f"  skipped {path}: {reason}", err=True)
-    emit(as_json, {**rep.to_json(), "embedded": embedded},
+    emit(as_json, {**rep.to_json(), "embedded": embedded,
+                   "registered_default_model": registered and registered["version"]},
          rep.summary() + (f" Similarity view: {embedded} new images embedded." if embedded else ""))
     if rep.failed and rep.added + rep.duplicates + rep.unchanged == 0:
         sys.exit(1)

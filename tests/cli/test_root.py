@@ -102,6 +102,22 @@ def test_ingest_exit_code_nonzero_only_when_nothing_ingested(run, tmp_path, imag
     assert "1 failed" in res.output and "12 added" in res.output
 
 
+def test_ingest_on_a_fresh_database_predicts_with_the_shipped_default_model(run, image_folder):
+    """The README's first CLI step, without `init`: the images are predicted and routed."""
+    res = run("ingest", str(image_folder))
+    assert "using the shipped default model default-synth-v1" in res.stderr
+    assert "12 added" in res.stdout and "12 predicted" in res.stdout, res.stdout
+    assert [m["version"] for m in js(run("model", "list", "--json"))] == ["default-synth-v1"]
+    assert sum(js(run("stats", "--json"))["queues"].values()) == 12
+    out = js(run("ingest", str(image_folder), "--json"))  # a second ingest registers nothing
+    assert out["registered_default_model"] is None and out["unchanged"] == 12
+
+
+def test_ingest_no_predict_registers_no_model(run, image_folder):
+    run("ingest", str(image_folder), "--no-predict")
+    assert js(run("model", "list", "--json")) == []
+
+
 def test_thresholds_reroute(run, tiny_model, image_folder):
     run("init", "--model", str(tiny_model()))
     run("ingest", str(image_folder))
