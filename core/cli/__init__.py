@@ -11,7 +11,7 @@ from core.cli.agreement import (
 )
 from core.cli.archive import archive_merge, archive_run, archive_status, predict_archive
 from core.cli.collection import backup, demo, export, ingest, init, predict, stats
-from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
+from core.cli.common import Bar, db_option, embed_new_images, emit, friendly, json_option, open_db
 from core.cli.fibres import (
     fibres_compare,
     fibres_export,
@@ -76,6 +76,7 @@ __all__ = [
     "cli",
     "db_option",
     "demo",
+    "embed_new_images",
     "emit",
     "export",
     "fibres_compare",

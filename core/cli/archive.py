@@ -8,10 +8,9 @@ from pathlib import Path
 
 import click
 
-from core import archive, intake, models, similarity
-from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
+from core import archive, intake, models
+from core.cli.common import Bar, db_option, embed_new_images, emit, friendly, json_option, open_db
 from core.config import Settings
-from core.errors import SemTriageError
 
 
 @click.group("predict-archive")
@@ -115,13 +114,7 @@ def archive_merge(work_dir: Path, db_path: Path, rows: int | None, as_json: bool
     bar = Bar("Merging", not as_json)
     rep = archive.merge(db, work_dir, rows=rows, progress=bar)
     bar.close()
-    embedded = None
-    if rep.added:  # new images get their neighbours at once, as after `semtriage ingest`
-        try:
-            emb = similarity.embed_new(db)
-            embedded = emb.embedded if emb is not None else None
-        except SemTriageError as e:
-            click.echo(f"  similarity view not updated: {e}", err=True)
+    embedded = embed_new_images(db) if rep.added else None  # as after `semtriage ingest`
     if not as_json:
         for path, reason in rep.failed:
             click.echo(f"  failed {path}: {reason}", err=True)

@@ -9,10 +9,9 @@ from pathlib import Path
 
 import click
 
-from core import datasets, intake, models, review, similarity, store, workflows
-from core.cli.common import Bar, db_option, emit, friendly, json_option, open_db
+from core import datasets, intake, models, review, store, workflows
+from core.cli.common import Bar, db_option, embed_new_images, emit, friendly, json_option, open_db
 from core.config import DEFAULT_MODEL, Settings
-from core.errors import SemTriageError
 
 
 @click.command()
@@ -69,13 +68,8 @@ def ingest(db_path: Path, paths: tuple[Path, ...], labels_from_folders: bool, no
         extra = intake.predict_pending(db, clf, model["id"], settings=settings, workers=workers)
         rep.predicted += extra.predicted
         rep.failed += extra.failed
-    embedded = None
-    if not no_predict and rep.added:  # new images get their neighbours at once (if a view exists)
-        try:
-            emb = similarity.embed_new(db)
-            embedded = emb.embedded if emb is not None else None
-        except SemTriageError as e:
-            click.echo(f"  similarity view not updated: {e}", err=True)
+    # new images get their neighbours at once (if a view exists)
+    embedded = embed_new_images(db) if not no_predict and rep.added else None
     for path, reason in rep.failed:
         if not as_json:
             click.echo(f"  skipped {path}: {reason}", err=True)

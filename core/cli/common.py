@@ -15,6 +15,7 @@ from typing import Any
 import click
 from sqlite_utils import Database
 
+from core import similarity
 from core.config import Settings
 from core.errors import SemTriageError
 from core.store import open_db as _open_db
@@ -93,3 +94,15 @@ class Bar:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.__exit__(None, None, None)
+
+
+def embed_new_images(db: Database) -> int | None:
+    """Give newly stored images their place in the similarity view (when one is built), as
+    after every command that stores images; how many were embedded (None: no view). A failure
+    is said on stderr and stops nothing: the images are stored."""
+    try:
+        emb = similarity.embed_new(db)
+    except SemTriageError as e:
+        click.echo(f"  similarity view not updated: {e}", err=True)
+        return None
+    return emb.embedded if emb is not None else None
